@@ -1,0 +1,76 @@
+"""Numba kernels of the exact inverted index: postings construction and term-at-a-time top-k search.
+
+Plain functions over numpy arrays, kept apart from the Python API in `inverted.py`.
+Postings layout: for term t, entries `offsets[t]:offsets[t + 1]` of `post_docs` (internal doc numbers,
+ascending) and `post_weights` (uint8 levels or float32 weights).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .topk import heap_drain_sorted, heap_push
+
+
+@njit(cache=True)
+def count_terms(indices, counts):
+    """Add the number of documents of each term in a CSR chunk to `counts`."""
+    for i in range(indices.shape[0]):
+        counts[indices[i]] += 1
+
+
+@njit(cache=True)
+def fill_postings(indptr, indices, weights, first_doc, cursor, post_docs, post_weights):
+    """Append a CSR chunk of documents (numbers first_doc, first_doc + 1, ...) to the postings."""
+    for row in range(indptr.shape[0] - 1):
+        doc = first_doc + row
+        for i in range(indptr[row], indptr[row + 1]):
+            term = indices[i]
+            pos = cursor[term]
+            post_docs[pos] = doc
+            post_weights[pos] = weights[i]
+            cursor[term] = pos + 1
+
+
+@njit(cache=True)
+def accumulate_query(q_terms, q_weights, scale, offsets, post_docs, post_weights, acc):
+    """Term-at-a-time: add every posting of every query term into the score accumulator."""
+    for i in range(q_terms.shape[0]):
+        term = q_terms[i]
+        w = np.float32(q_weights[i] * scale)
+        for p in range(offsets[term], offsets[term + 1]):
+            acc[post_docs[p]] += w * np.float32(post_weights[p])
+
+
+@njit(cache=True)
+def select_top_k(acc, k, heap_scores, heap_keys, heap_docs, out_scores, out_docs):
+    """Top-k of the non-zero accumulator entries (ties: smaller doc first); resets `acc` to zero."""
+    size = 0
+    for doc in range(acc.shape[0]):
+        score = acc[doc]
+        if score > 0:
+            size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, doc, doc)
+            acc[doc] = 0
+    n = size
+    heap_drain_sorted(heap_scores, heap_keys, heap_docs, size, out_scores, out_docs)
+    return n
+
+
+@njit(parallel=True, cache=True)
+def search_exhaustive(q_indptr, q_indices, q_data, scale, offsets, post_docs, post_weights, n_docs, k, n_workers):
+    """Exact top-k of a batch of CSR queries; queries are spread over `n_workers` parallel workers."""
+    n_queries = q_indptr.shape[0] - 1
+    out_scores = np.zeros((n_queries, k), dtype=np.float32)
+    out_docs = np.full((n_queries, k), -1, dtype=np.int64)
+    out_counts = np.zeros(n_queries, dtype=np.int64)
+    for worker in prange(n_workers):
+        acc = np.zeros(n_docs, dtype=np.float32)
+        heap_scores = np.empty(k, dtype=np.float32)
+        heap_keys = np.empty(k, dtype=np.int64)
+        heap_docs = np.empty(k, dtype=np.int64)
+        for q in range(worker, n_queries, n_workers):
+            start, end = q_indptr[q], q_indptr[q + 1]
+            accumulate_query(q_indices[start:end], q_data[start:end], scale, offsets, post_docs, post_weights, acc)
+            out_counts[q] = select_top_k(acc, k, heap_scores, heap_keys, heap_docs, out_scores[q], out_docs[q])
+    return out_docs, out_scores, out_counts
