@@ -1,0 +1,270 @@
+"""Block-max index (Block-Max Pruning, Mallia, Suel & Tonellotto, SIGIR 2024): build, search, save, load.
+
+Same inputs, quantisation, result type and tie-breaking as `InvertedIndex`: with alpha = beta = 1 the
+top-k is identical to the exact index's (same scores, ties by smaller build-input position).
+`doc_numbers` in results are build-input positions, whatever the internal (reordered) document order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import blockmax_kernels as bk
+from .inverted import IndexBuilder, set_threads
+from .quantize import quantization_scale, quantize
+from .queries import as_query_batch
+from .reorder import reorder_documents
+from .results import SearchResult
+from .storage import IndexFormatError, folder_bytes, load_folder, save_folder
+
+FORMAT_NAME = "lsr.blockmax"
+FORMAT_VERSION = 1
+MIN_BLOCK, MAX_BLOCK = 1, 128  # document offsets inside a block are stored as uint8
+ARRAYS = (
+    "order", "bm_offsets", "bm_blocks", "bm_max", "kth_levels",
+    "fw_offsets", "fw_post_base", "fw_terms", "fw_rel_end", "fw_docs", "fw_levels",
+)
+
+
+class BlockMaxIndexBuilder:
+    """Streaming builder: `add` batches of (CSR vectors, doc ids), then `finish`.
+
+    Batches are validated and spilled like `IndexBuilder`'s; reordering needs the whole document–term
+    graph, so `finish` gathers the quantised collection in memory (5 bytes per posting).
+    """
+
+    def __init__(self, vocab_size: int, block_size: int = 32, reorder="auto", model_name=None,
+                 tokenizer_fingerprint=None, spill: bool = True, spill_dir=None, reorder_options: dict | None = None):
+        if not (MIN_BLOCK <= int(block_size) <= MAX_BLOCK):
+            raise ValueError(f"block_size must lie in [{MIN_BLOCK}, {MAX_BLOCK}], got {block_size}")
+        self.block_size = int(block_size)
+        self.reorder = reorder
+        self.reorder_options = dict(reorder_options or {})
+        self._inner = IndexBuilder(vocab_size, "uint8", model_name, tokenizer_fingerprint, spill_dir, spill)
+
+    def add(self, vectors, doc_ids) -> None:
+        self._inner.add(vectors, doc_ids)
+
+    def finish(self, path: str | os.PathLike | None = None) -> "BlockMaxIndex":
+        inner = self._inner
+        try:
+            scale = quantization_scale(inner._max_weight)
+            parts = list(inner._chunk_arrays())
+            n_docs = len(inner._doc_ids)
+            if n_docs >= 2**31:
+                raise ValueError("at most 2^31 - 1 documents per index")
+            indptr = np.zeros(n_docs + 1, dtype=np.int64)
+            row = 0
+            offset = 0
+            for chunk_indptr, _, _ in parts:
+                n = chunk_indptr.shape[0] - 1
+                indptr[row + 1 : row + n + 1] = chunk_indptr[1:] + offset
+                row += n
+                offset += int(chunk_indptr[-1])
+            indices = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
+            levels = np.concatenate([quantize(p[2], scale) for p in parts]) if parts else np.zeros(0, np.uint8)
+            del parts
+            index = _build(indptr, indices.astype(np.int32, copy=False), levels, scale, inner.vocab_size,
+                           inner._doc_ids, self.block_size, self.reorder, self.reorder_options,
+                           inner.model_name, inner.tokenizer_fingerprint)
+        finally:
+            inner.close()
+        if path is not None:
+            index.save(path)
+            return BlockMaxIndex.load(path, verify=False)
+        return index
+
+
+def _resolve_order(indptr, indices, n_docs, vocab_size, block_size, reorder, options):
+    """Internal order (position -> build-input row) and a record of how it was chosen."""
+    identity = np.arange(n_docs, dtype=np.int32)
+    info: dict = {"method": "none"}
+    if reorder is None or reorder is False:
+        return identity, info
+    if isinstance(reorder, np.ndarray) or isinstance(reorder, (list, tuple)):
+        order = np.asarray(reorder, dtype=np.int64)
+        if order.shape != (n_docs,) or not np.array_equal(np.sort(order), np.arange(n_docs)):
+            raise ValueError("reorder permutation must list every build-input position exactly once")
+        return order.astype(np.int32), {"method": "given"}
+    if reorder not in (True, "bp", "auto"):
+        raise ValueError(f"reorder must be 'auto', 'bp', True, False, None or a permutation, got {reorder!r}")
+    start = time.perf_counter()
+    csr = sp.csr_matrix((np.ones(indices.shape[0], np.float32), indices, indptr), shape=(n_docs, vocab_size))
+    options = {"align": block_size, "leaf_size": block_size, **options}  # leaves of BP = blocks
+    order = reorder_documents(csr, **options).astype(np.int32)
+    info = {"method": "bp", "seconds": round(time.perf_counter() - start, 3)}
+    if reorder == "auto":
+        # Keep BP's order only when it pays: fewer (block, term) pairs means tighter, fewer block bounds.
+        before, _ = bk.count_block_entries(indptr, indices, identity, block_size, vocab_size)
+        after, _ = bk.count_block_entries(indptr, indices, order, block_size, vocab_size)
+        info.update(block_entries_input_order=int(before), block_entries_bp=int(after))
+        if after >= 0.95 * before:
+            info["method"] = "none (bp did not pay)"
+            return identity, info
+    return order, info
+
+
+def _build(indptr, indices, levels, scale, vocab_size, doc_ids, block_size, reorder, options, model_name,
+           tokenizer_fingerprint):
+    start = time.perf_counter()
+    n_docs = indptr.shape[0] - 1
+    order, info = _resolve_order(indptr, indices, n_docs, vocab_size, block_size, reorder, options)
+    n_entries, term_blocks = bk.count_block_entries(indptr, indices, order, block_size, vocab_size)
+    fw_terms = np.empty(n_entries, dtype=np.uint16 if vocab_size <= 65536 else np.int32)
+    fw_offsets, fw_post_base, fw_rel_end, entry_max, fw_docs, fw_levels = bk.build_forward(
+        indptr, indices, levels, order, block_size, n_entries, fw_terms, vocab_size
+    )
+    bm_offsets, bm_blocks, bm_max = bk.build_block_max(fw_offsets, fw_terms, entry_max, term_blocks)
+    kth_levels = bk.kth_largest_levels(indices, levels, vocab_size, bk.KTH)
+    info["build_seconds"] = round(time.perf_counter() - start, 3)
+    arrays = dict(
+        order=order, bm_offsets=bm_offsets, bm_blocks=bm_blocks, bm_max=bm_max, kth_levels=kth_levels,
+        fw_offsets=fw_offsets, fw_post_base=fw_post_base, fw_terms=fw_terms, fw_rel_end=fw_rel_end,
+        fw_docs=fw_docs, fw_levels=fw_levels,
+    )
+    return BlockMaxIndex(arrays, scale, block_size, doc_ids, vocab_size, model_name, tokenizer_fingerprint, info)
+
+
+class BlockMaxIndex:
+    """Documents in fixed-size blocks with per-term block maxima; safe (alpha = 1) or approximate top-k."""
+
+    def __init__(self, arrays, scale, block_size, doc_ids, vocab_size, model_name=None, tokenizer_fingerprint=None,
+                 build_info=None):
+        self.arrays = {name: arrays[name] for name in ARRAYS}
+        for name, array in self.arrays.items():
+            setattr(self, name, array)
+        self.scale = float(scale)
+        self.block_size = int(block_size)
+        self.doc_ids = list(doc_ids)
+        self._vocab_size = int(vocab_size)
+        self.model_name = model_name
+        self.tokenizer_fingerprint = tokenizer_fingerprint
+        self.build_info = dict(build_info or {})
+        self.path: Path | None = None
+
+    @classmethod
+    def build(cls, vectors, doc_ids, block_size: int = 32, reorder="auto", model_name=None,
+              tokenizer_fingerprint=None, reorder_options: dict | None = None) -> "BlockMaxIndex":
+        """Index a CSR matrix of document vectors (rows aligned with `doc_ids`) in memory.
+
+        `reorder`: "auto" (graph bisection, kept only if it reduces the block entries by 5 % or more),
+        "bp"/True (always), False/None (keep the input order), or a permutation (position -> input row).
+        """
+        if not sp.issparse(vectors):
+            raise TypeError(f"document vectors must be a scipy.sparse matrix, got {type(vectors).__name__}")
+        builder = BlockMaxIndexBuilder(vectors.shape[1], block_size, reorder, model_name, tokenizer_fingerprint,
+                                       spill=False, reorder_options=reorder_options)
+        builder.add(vectors, doc_ids)
+        return builder.finish()
+
+    quantization = "uint8"
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.doc_ids)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    @property
+    def n_blocks(self) -> int:
+        return self.fw_offsets.shape[0] - 1
+
+    @property
+    def n_postings(self) -> int:
+        return int(self.fw_docs.shape[0])
+
+    @property
+    def n_block_entries(self) -> int:
+        return int(self.bm_blocks.shape[0])
+
+    def nbytes(self) -> int:
+        """Bytes of the arrays in memory (the saved folder adds doc ids and the manifest)."""
+        return sum(array.nbytes for array in self.arrays.values())
+
+    def search(self, query_vectors, k: int = 10, alpha: float = 1.0, beta: float = 1.0, threads: int | None = None):
+        """Top-k by dot product with Block-Max Pruning. One query (1-D array or {term: weight}) gives one
+        `SearchResult`, a batch (CSR / 2-D array) a list. alpha = beta = 1: exact (rank-safe); alpha < 1
+        stops once the k-th score beats alpha x the next block bound; beta < 1 keeps only the
+        ceil(beta x n) heaviest query terms."""
+        if not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if not (0 < alpha <= 1) or not (0 < beta <= 1):
+            raise ValueError(f"alpha and beta must lie in (0, 1], got alpha={alpha!r}, beta={beta!r}")
+        batch, single = as_query_batch(query_vectors, self.vocab_size)
+        k = int(min(k, max(self.n_docs, 1)))
+        n_workers = set_threads(threads, batch.shape[0])
+        # Smallest stored kth >= k gives a valid lower bound on the k-th score; none: start from 0.
+        fits = np.nonzero(bk.KTH >= k)[0]
+        kth_row = int(fits[0]) if fits.size else -1
+        docs, scores, counts = bk.search_batch(
+            batch.indptr.astype(np.int64), batch.indices.astype(np.int32), batch.data, np.float32(self.scale),
+            np.float32(alpha), float(beta), k, kth_row, self.block_size, self.n_docs, self.order,
+            self.bm_offsets, self.bm_blocks, self.bm_max, self.kth_levels, self.fw_offsets, self.fw_post_base,
+            self.fw_terms, self.fw_rel_end, self.fw_docs, self.fw_levels, n_workers,
+        )
+        results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.shape[0])]
+        return results[0] if single else results
+
+    def _result(self, doc_numbers: np.ndarray, scores: np.ndarray) -> SearchResult:
+        return SearchResult([self.doc_ids[d] for d in doc_numbers], scores, doc_numbers)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        metadata = {
+            "model_name": self.model_name,
+            "tokenizer_fingerprint": self.tokenizer_fingerprint,
+            "vocab_size": self.vocab_size,
+            "quantization": {"dtype": "uint8", "scale": self.scale},
+            "block_size": self.block_size,
+            "kth": bk.KTH.tolist(),
+            "n_docs": self.n_docs,
+            "n_postings": self.n_postings,
+            "build_info": self.build_info,
+        }
+        self.path = save_folder(path, self.arrays, self.doc_ids, FORMAT_NAME, FORMAT_VERSION, metadata)
+        return self.path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, mmap: bool = True, verify: bool = True) -> "BlockMaxIndex":
+        manifest, arrays, doc_ids = load_folder(path, FORMAT_NAME, FORMAT_VERSION, mmap=mmap, verify=verify)
+        missing = [name for name in ARRAYS if name not in arrays]
+        if missing:
+            raise IndexFormatError(f"{path}: missing arrays {missing}")
+        if manifest.get("kth") != bk.KTH.tolist():
+            raise IndexFormatError(f"{path}: kth levels for {manifest.get('kth')}, this lsr expects {bk.KTH.tolist()}")
+        index = cls(arrays, manifest["quantization"]["scale"], manifest["block_size"], doc_ids,
+                    manifest["vocab_size"], manifest.get("model_name"), manifest.get("tokenizer_fingerprint"),
+                    manifest.get("build_info"))
+        _check_consistency(index, manifest, path)
+        index.path = Path(path)
+        return index
+
+    def disk_bytes(self) -> int | None:
+        return folder_bytes(self.path) if self.path is not None else None
+
+
+def _check_consistency(index: BlockMaxIndex, manifest: dict, path) -> None:
+    problems = []
+    n_blocks = -(-index.n_docs // index.block_size) if index.block_size else -1
+    if not (MIN_BLOCK <= index.block_size <= MAX_BLOCK):
+        problems.append(f"block size {index.block_size}")
+    if index.n_docs != manifest["n_docs"] or index.order.shape[0] != index.n_docs:
+        problems.append(f"{index.n_docs} doc ids / {index.order.shape[0]} order entries, manifest {manifest['n_docs']}")
+    if index.bm_offsets.shape[0] != index.vocab_size + 1 or index.kth_levels.shape != (len(bk.KTH), index.vocab_size):
+        problems.append("per-term arrays disagree with the vocabulary size")
+    if index.n_blocks != n_blocks or index.fw_post_base.shape[0] != n_blocks + 1:
+        problems.append("block arrays disagree with n_docs / block_size")
+    entries = index.n_block_entries
+    if not (int(index.bm_offsets[-1]) == entries == index.bm_max.shape[0] == index.fw_terms.shape[0]
+            == index.fw_rel_end.shape[0] == int(index.fw_offsets[-1])):
+        problems.append("block entry arrays disagree")
+    if not (index.fw_levels.shape[0] == index.n_postings == int(index.fw_post_base[-1]) == manifest["n_postings"]):
+        problems.append("forward postings disagree")
+    if problems:
+        raise IndexFormatError(f"{path}: inconsistent index: " + "; ".join(problems))

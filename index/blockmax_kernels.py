@@ -1,0 +1,311 @@
+"""Numba kernels of the block-max index: construction and Block-Max Pruning search.
+
+Layout (internal document ids = positions after reordering; block b holds ids b*B .. b*B+B-1):
+
+- block maxima, term-major: for term t, entries `bm_offsets[t]:bm_offsets[t + 1]` of `bm_blocks`
+  (ids of the term's non-empty blocks, ascending) and `bm_max` (the largest uint8 level of t in that block);
+- forward index, block-major and term-major inside a block: block b owns entries
+  `fw_offsets[b]:fw_offsets[b + 1]` of `fw_terms` (ascending); entry e's postings are
+  `fw_post_base[b] + (fw_rel_end[e - 1] or 0) .. fw_post_base[b] + fw_rel_end[e]` of `fw_docs`
+  (document offset inside the block) and `fw_levels`;
+- `kth_levels[j, t]`: the KTH[j]-th largest level of term t (0 when fewer documents have t).
+
+Scores use the exact index's float32 arithmetic (`w = float32(q * scale)`, `acc += w * float32(level)`,
+query terms in ascending id order), so a block-scored document gets bit-identical scores to the
+term-at-a-time kernel, and the block bound, accumulated the same way over block maxima, is never below
+the score of any document of the block (float rounding is monotone).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .topk import heap_drain_sorted, heap_push
+
+KTH = np.array([10, 100, 1000], dtype=np.int64)
+N_BUCKETS = 1024
+
+
+@njit(cache=True)
+def count_block_entries(indptr, indices, order, block_size, vocab_size):
+    """Number of (block, term) pairs of the reordered collection, and per-term number of non-empty blocks."""
+    n_docs = order.shape[0]
+    n_blocks = (n_docs + block_size - 1) // block_size
+    last_block = np.full(vocab_size, -1, dtype=np.int64)
+    term_blocks = np.zeros(vocab_size, dtype=np.int64)
+    total = 0
+    for b in range(n_blocks):
+        for i in range(b * block_size, min(n_docs, (b + 1) * block_size)):
+            row = order[i]
+            for p in range(indptr[row], indptr[row + 1]):
+                t = indices[p]
+                if last_block[t] != b:
+                    last_block[t] = b
+                    term_blocks[t] += 1
+                    total += 1
+    return total, term_blocks
+
+
+@njit(cache=True)
+def build_forward(indptr, indices, levels, order, block_size, n_entries, fw_terms, vocab_size):
+    """Fill the per-block forward index and the (block, term, max) triples in block-major order."""
+    n_docs = order.shape[0]
+    n_blocks = (n_docs + block_size - 1) // block_size
+    fw_offsets = np.zeros(n_blocks + 1, dtype=np.int64)
+    fw_post_base = np.zeros(n_blocks + 1, dtype=np.int64)
+    fw_rel_end = np.empty(n_entries, dtype=np.uint32)
+    entry_max = np.empty(n_entries, dtype=np.uint8)
+    n_post = indptr[-1]
+    fw_docs = np.empty(n_post, dtype=np.uint8)
+    fw_levels = np.empty(n_post, dtype=np.uint8)
+    count = np.zeros(vocab_size, dtype=np.int64)
+    cursor = np.zeros(vocab_size, dtype=np.int64)
+    block_max = np.zeros(vocab_size, dtype=np.uint8)
+    touched = np.empty(vocab_size, dtype=np.int64)
+    entry = 0
+    post = 0
+    for b in range(n_blocks):
+        first = b * block_size
+        last = min(n_docs, first + block_size)
+        n_touched = 0
+        for i in range(first, last):
+            row = order[i]
+            for p in range(indptr[row], indptr[row + 1]):
+                t = indices[p]
+                if count[t] == 0:
+                    touched[n_touched] = t
+                    n_touched += 1
+                count[t] += 1
+        terms = np.sort(touched[:n_touched])
+        running = 0
+        for j in range(n_touched):
+            t = terms[j]
+            cursor[t] = post + running
+            running += count[t]
+            fw_terms[entry + j] = t
+            fw_rel_end[entry + j] = running
+        for i in range(first, last):
+            row = order[i]
+            for p in range(indptr[row], indptr[row + 1]):
+                t = indices[p]
+                q = cursor[t]
+                fw_docs[q] = i - first
+                fw_levels[q] = levels[p]
+                cursor[t] = q + 1
+                if levels[p] > block_max[t]:
+                    block_max[t] = levels[p]
+        for j in range(n_touched):
+            t = terms[j]
+            entry_max[entry + j] = block_max[t]
+            block_max[t] = 0
+            count[t] = 0
+        entry += n_touched
+        post += running
+        fw_offsets[b + 1] = entry
+        fw_post_base[b + 1] = post
+    return fw_offsets, fw_post_base, fw_rel_end, entry_max, fw_docs, fw_levels
+
+
+@njit(cache=True)
+def build_block_max(fw_offsets, fw_terms, entry_max, term_blocks):
+    """Regroup the (block, term, max) triples by term; blocks stay ascending inside each term."""
+    vocab_size = term_blocks.shape[0]
+    bm_offsets = np.zeros(vocab_size + 1, dtype=np.int64)
+    for t in range(vocab_size):
+        bm_offsets[t + 1] = bm_offsets[t] + term_blocks[t]
+    cursor = bm_offsets[:-1].copy()
+    n_entries = fw_terms.shape[0]
+    bm_blocks = np.empty(n_entries, dtype=np.int32)
+    bm_max = np.empty(n_entries, dtype=np.uint8)
+    for b in range(fw_offsets.shape[0] - 1):
+        for e in range(fw_offsets[b], fw_offsets[b + 1]):
+            t = fw_terms[e]
+            q = cursor[t]
+            bm_blocks[q] = b
+            bm_max[q] = entry_max[e]
+            cursor[t] = q + 1
+    return bm_offsets, bm_blocks, bm_max
+
+
+@njit(cache=True)
+def kth_largest_levels(indices, levels, vocab_size, kth):
+    """kth_levels[j, t] = the kth[j]-th largest level of term t over all documents (0 if fewer)."""
+    hist = np.zeros((vocab_size, 256), dtype=np.int64)
+    for p in range(indices.shape[0]):
+        hist[indices[p], levels[p]] += 1
+    out = np.zeros((kth.shape[0], vocab_size), dtype=np.uint8)
+    for t in range(vocab_size):
+        seen = 0
+        j = 0
+        for level in range(255, 0, -1):
+            seen += hist[t, level]
+            while j < kth.shape[0] and seen >= kth[j]:
+                out[j, t] = level
+                j += 1
+            if j == kth.shape[0]:
+                break
+    return out
+
+
+@njit(cache=True)
+def _select_terms(q_terms, q_weights, beta):
+    """Keep the ceil(beta * n) heaviest query terms (ties: smaller term id), in ascending term order."""
+    n = q_terms.shape[0]
+    if beta >= 1.0 or n == 0:
+        return q_terms, q_weights
+    n_keep = max(1, min(n, int(np.ceil(beta * n))))
+    by_weight = np.argsort(-q_weights, kind="mergesort")
+    keep = np.zeros(n, dtype=np.bool_)
+    for j in range(n_keep):
+        keep[by_weight[j]] = True
+    return q_terms[keep], q_weights[keep]
+
+
+@njit(cache=True)
+def _lower_bound(values, lo, hi, target):
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if values[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _score_block(b, terms, ws, block_size, n_docs, order, fw_offsets, fw_post_base, fw_terms, fw_rel_end,
+                 fw_docs, fw_levels, acc, heap_scores, heap_keys, heap_docs, size, k):
+    """Score every document of block b exactly (term order = query order) and offer them to the heap."""
+    start = fw_offsets[b]
+    end = fw_offsets[b + 1]
+    base = fw_post_base[b]
+    pos = start
+    for i in range(terms.shape[0]):
+        pos = _lower_bound(fw_terms, pos, end, terms[i])
+        if pos == end:
+            break
+        if fw_terms[pos] == terms[i]:
+            w = ws[i]
+            p0 = base + (fw_rel_end[pos - 1] if pos > start else 0)
+            for p in range(p0, base + fw_rel_end[pos]):
+                d = fw_docs[p]
+                acc[d] += w * np.float32(fw_levels[p])
+            pos += 1
+    first = b * block_size
+    for d in range(min(block_size, n_docs - first)):
+        score = acc[d]
+        if score > 0:
+            acc[d] = 0
+            key = order[first + d]
+            size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, key, key)
+    return size
+
+
+@njit(cache=True)
+def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
+               bm_offsets, bm_blocks, bm_max, kth_levels, fw_offsets, fw_post_base, fw_terms, fw_rel_end,
+               fw_docs, fw_levels, ub, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks,
+               heap_scores, heap_keys, heap_docs, out_scores, out_docs):
+    """Block-Max Pruning top-k of one query; returns the number of results written to out_*."""
+    terms, raw = _select_terms(q_terms, q_weights, beta)
+    nq = terms.shape[0]
+    ws = np.empty(nq, dtype=np.float32)
+    for i in range(nq):
+        ws[i] = np.float32(raw[i] * scale)
+    # Initial threshold: a document holding a term's kth-largest level scores at least that term's share.
+    theta0 = np.float32(0.0)
+    if kth_row >= 0:
+        for i in range(nq):
+            v = ws[i] * np.float32(kth_levels[kth_row, terms[i]])
+            if v > theta0:
+                theta0 = v
+    for i in range(nq):
+        w = ws[i]
+        for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
+            ub[bm_blocks[e]] += w * np.float32(bm_max[e])
+    n_cand = 0
+    hi = np.float32(0.0)
+    for b in range(ub.shape[0]):
+        u = ub[b]
+        if u > 0:
+            ub[b] = 0
+            if u >= theta0:
+                cand[n_cand] = b
+                cand_ub[n_cand] = u
+                n_cand += 1
+                if u > hi:
+                    hi = u
+    size = 0
+    if n_cand > 0:
+        # Bucket sort of the candidate bounds (descending) instead of a full sort.
+        lo = theta0
+        n_buckets = bucket_max.shape[0]
+        width = (hi - lo) / n_buckets if hi > lo else np.float32(1.0)
+        bucket_start[:] = 0
+        bucket_max[:] = 0
+        for c in range(n_cand):
+            j = n_buckets - 1 - min(n_buckets - 1, int((cand_ub[c] - lo) / width))  # bucket 0: largest bounds
+            bucket_start[j + 1] += 1
+            if cand_ub[c] > bucket_max[j]:
+                bucket_max[j] = cand_ub[c]
+        for j in range(n_buckets):
+            bucket_start[j + 1] += bucket_start[j]
+        fill = bucket_start[:-1].copy()
+        for c in range(n_cand):
+            j = n_buckets - 1 - min(n_buckets - 1, int((cand_ub[c] - lo) / width))
+            sorted_blocks[fill[j]] = c
+            fill[j] += 1
+        for j in range(n_buckets):
+            if bucket_start[j] == bucket_start[j + 1]:
+                continue
+            theta = theta0
+            if size == k and heap_scores[0] > theta:
+                theta = heap_scores[0]
+            # Strict comparison: a block whose bound equals the threshold may still hold a tie that wins.
+            if theta > alpha * bucket_max[j]:
+                break
+            for s in range(bucket_start[j], bucket_start[j + 1]):
+                c = sorted_blocks[s]
+                theta = theta0
+                if size == k and heap_scores[0] > theta:
+                    theta = heap_scores[0]
+                if theta > alpha * cand_ub[c]:
+                    continue
+                size = _score_block(cand[c], terms, ws, block_size, n_docs, order, fw_offsets, fw_post_base,
+                                    fw_terms, fw_rel_end, fw_docs, fw_levels, acc, heap_scores, heap_keys,
+                                    heap_docs, size, k)
+    n = size
+    heap_drain_sorted(heap_scores, heap_keys, heap_docs, size, out_scores, out_docs)
+    return n
+
+
+@njit(parallel=True, cache=True)
+def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
+                 bm_offsets, bm_blocks, bm_max, kth_levels, fw_offsets, fw_post_base, fw_terms, fw_rel_end,
+                 fw_docs, fw_levels, n_workers):
+    """Block-Max Pruning top-k of a batch of CSR queries over `n_workers` parallel workers."""
+    n_queries = q_indptr.shape[0] - 1
+    n_blocks = fw_offsets.shape[0] - 1
+    out_scores = np.zeros((n_queries, k), dtype=np.float32)
+    out_docs = np.full((n_queries, k), -1, dtype=np.int64)
+    out_counts = np.zeros(n_queries, dtype=np.int64)
+    for worker in prange(n_workers):
+        ub = np.zeros(n_blocks, dtype=np.float32)
+        acc = np.zeros(block_size, dtype=np.float32)
+        cand = np.empty(n_blocks, dtype=np.int64)
+        cand_ub = np.empty(n_blocks, dtype=np.float32)
+        bucket_start = np.zeros(N_BUCKETS + 1, dtype=np.int64)
+        bucket_max = np.zeros(N_BUCKETS, dtype=np.float32)
+        sorted_blocks = np.empty(n_blocks, dtype=np.int64)
+        heap_scores = np.empty(k, dtype=np.float32)
+        heap_keys = np.empty(k, dtype=np.int64)
+        heap_docs = np.empty(k, dtype=np.int64)
+        for q in range(worker, n_queries, n_workers):
+            start, end = q_indptr[q], q_indptr[q + 1]
+            out_counts[q] = search_one(
+                q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs,
+                order, bm_offsets, bm_blocks, bm_max, kth_levels, fw_offsets, fw_post_base, fw_terms,
+                fw_rel_end, fw_docs, fw_levels, ub, acc, cand, cand_ub, bucket_start, bucket_max,
+                sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores[q], out_docs[q])
+    return out_docs, out_scores, out_counts
