@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from .activations import get_activation
-from .mlm import masked_max_logits
+from .mlm import bf16_screening_available, masked_max_logits
 from .texts import document_text
 
 LSR_CONFIG = "lsr_config.json"
@@ -62,6 +62,7 @@ class SpladeEncoder:
         activation: str = "log1p_relu",
         device: str | None = None,
         show_progress: bool = True,
+        screen_bf16: bool | None = None,
     ):
         self.device = device or default_device()
         self.model = model.to(self.device).eval()
@@ -74,6 +75,8 @@ class SpladeEncoder:
         self.activation = get_activation(activation)
         self.show_progress = show_progress
         self.fingerprint = tokenizer_fingerprint(tokenizer)
+        # exact either way (see lsr.mlm); None picks the faster path for this device
+        self.screen_bf16 = bf16_screening_available(self.device) if screen_bf16 is None else screen_bf16
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "SpladeEncoder":
@@ -139,7 +142,7 @@ class SpladeEncoder:
 
     def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[batch, vocab] term weights of tokenised texts."""
-        pooled = masked_max_logits(self.model, input_ids, attention_mask)
+        pooled = masked_max_logits(self.model, input_ids, attention_mask, screen_bf16=self.screen_bf16)
         # -inf rows (empty texts) activate to 0: log1p(relu(-inf)) = 0
         return self.activation(pooled)
 

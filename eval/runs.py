@@ -1,0 +1,68 @@
+"""Runs: query id -> {doc id: score}; TREC run files (`qid Q0 docid rank score tag`) as the interchange."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+Run = dict[str, dict[str, float]]
+
+
+def ranked(results: dict[str, float]) -> list[tuple[str, float]]:
+    """Best first; equal scores by doc id, so a run file's ranks are deterministic."""
+    return sorted(results.items(), key=lambda item: (-item[1], item[0]))
+
+
+def run_from_results(query_ids, results) -> Run:
+    """A run from search results (anything with `doc_ids` and `scores`), aligned with `query_ids`."""
+    return {
+        str(qid): {doc_id: float(score) for doc_id, score in zip(result.doc_ids, result.scores)}
+        for qid, result in zip(query_ids, results)
+    }
+
+
+def drop_self_hits(run: Run) -> Run:
+    """Remove results whose doc id equals the query id (BEIR does this for ArguAna and Quora)."""
+    return {qid: {doc: score for doc, score in docs.items() if doc != qid} for qid, docs in run.items()}
+
+
+def write_trec_run(path: str | os.PathLike, run: Run, tag: str = "lsr") -> Path:
+    """Write atomically; scores with 9 significant digits (float32 round-trips exactly)."""
+    if not tag or any(ch.isspace() for ch in tag):
+        raise ValueError(f"run tag must be a non-empty word, got {tag!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for qid, docs in run.items():
+                for rank, (doc_id, score) in enumerate(ranked(docs), start=1):
+                    handle.write(f"{qid} Q0 {doc_id} {rank} {score:.9g} {tag}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_trec_run(path: str | os.PathLike) -> Run:
+    path = Path(path)
+    run: Run = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 6:
+                raise ValueError(f"{path}:{line_no}: expected 6 fields (qid Q0 docid rank score tag), got {len(fields)}")
+            qid, _, doc_id, _, score, _ = fields
+            try:
+                value = float(score)
+            except ValueError:
+                raise ValueError(f"{path}:{line_no}: score {score!r} is not a number") from None
+            docs = run.setdefault(qid, {})
+            if doc_id in docs:
+                raise ValueError(f"{path}:{line_no}: document {doc_id!r} appears twice for query {qid!r}")
+            docs[doc_id] = value
+    return run
