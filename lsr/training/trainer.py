@@ -1,0 +1,317 @@
+"""The training loop: ranking loss + sparsity regularisers, gradient accumulation, checkpoints, dev evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import batches, beir_records, mine_negatives, read_jsonl_records
+from .losses import LOSSES, ensemble_teacher_scores
+from .models import InferenceFreeModel, SiameseSplade, SpladeTower, corpus_idf, load_engine_encoders
+from .regularizers import REGULARIZERS, quadratic_warmup
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def build_tower(cfg: TrainConfig, gates: bool) -> SpladeTower:
+    from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
+
+    from lsr.encoder import load_tokenizer
+
+    m = cfg.model
+    tokenizer = load_tokenizer(m.tokenizer or m.path)
+    if m.random_init is not None:
+        mlm = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), **m.random_init))
+    else:
+        mlm = AutoModelForMaskedLM.from_pretrained(m.path)
+    return SpladeTower(mlm, tokenizer, m.activation, gates=gates, gate_init=m.gate_init)
+
+
+def build_model(cfg: TrainConfig, idf: torch.Tensor | None):
+    m = cfg.model
+    doc = build_tower(cfg, m.doc_gates)
+    if m.kind == "inference_free":
+        return InferenceFreeModel(doc, idf, trainable=m.query_table_trainable)
+    if m.kind != "siamese":
+        raise ValueError(f"model.kind must be siamese or inference_free, got {m.kind!r}")
+    if m.shared and m.query_gates != m.doc_gates:
+        raise ValueError("a shared tower has one set of gates: set query_gates = doc_gates or shared: false")
+    return SiameseSplade(doc, None if m.shared else build_tower(cfg, m.query_gates))
+
+
+class DenseTeacher:
+    """Cosine similarity of mean-pooled sentence embeddings (e.g. all-MiniLM-L6-v2)."""
+
+    def __init__(self, path: str, device: str):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def embed(self, texts):
+        f = self.tokenizer(list(texts), truncation=True, max_length=256, padding=True, return_tensors="pt").to(self.device)
+        hidden = self.model(**f).last_hidden_state
+        mask = f["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+
+    def __call__(self, queries, docs, group: int) -> torch.Tensor:
+        q, d = self.embed(queries), self.embed(docs).view(len(queries), group, -1)
+        return torch.einsum("qh,qgh->qg", q, d).float().cpu()
+
+
+class SparseTeacher:
+    """Dot products of a saved sparse model's vectors (the engine's encoders)."""
+
+    def __init__(self, path: str, device: str):
+        self.doc_encoder, self.query_encoder = load_engine_encoders(path, device=device, show_progress=False)
+
+    def __call__(self, queries, docs, group: int) -> torch.Tensor:
+        q = self.query_encoder.encode_queries(queries)
+        d = self.doc_encoder.encode_documents(docs)
+        rows = [(q[i] @ d[i * group : (i + 1) * group].T).toarray().ravel() for i in range(len(queries))]
+        return torch.from_numpy(np.stack(rows)).float()
+
+
+def flops_estimate(q: torch.Tensor, d: torch.Tensor) -> float:
+    """Σ_j p_j^(q) p_j^(d): expected multiply-adds per query–document pair in this batch."""
+    return float(((q > 0).float().mean(0) * (d > 0).float().mean(0)).sum())
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        _seed_everything(cfg.seed)
+        self.source, idf_texts = self._data()
+        needs_idf = cfg.model.kind == "inference_free" or any(r["kind"] == "idf_flops" for r in cfg.regularizers)
+        tokenizer = build_tower(cfg, False).tokenizer if needs_idf else None
+        idf = corpus_idf(tokenizer, idf_texts) if needs_idf else None
+        _seed_everything(cfg.seed)
+        self.model = build_model(cfg, idf).to(self.device)
+        self.losses = [(spec.get("weight", 1.0), spec["name"], LOSSES[spec["name"]](**_args(spec, "name", "weight")))
+                       for spec in cfg.losses]
+        self.regs = [self._regularizer(spec, idf) for spec in cfg.regularizers]
+        self.teachers = self._teachers()
+        gate_params = [p for n, p in self.model.named_parameters() if "log_alpha" in n]
+        other = [p for n, p in self.model.named_parameters() if "log_alpha" not in n and p.requires_grad]
+        groups = [{"params": other, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
+        if gate_params:
+            groups.append({"params": gate_params, "lr": cfg.gate_lr, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups)
+        warm = max(cfg.warmup_steps, 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1 - s / max(cfg.max_steps, 1)))
+        self.step = 0
+        self.best = -math.inf
+        self.history: list[dict] = []
+
+    def _data(self):
+        d = self.cfg.data
+        if d.jsonl:
+            source = read_jsonl_records(d.jsonl)
+            texts = [t for r in source() for t in r.get("positives", []) + r.get("negatives", []) + r.get("docs", [])]
+            return source, texts
+        from lsr.eval import load_dataset
+
+        dataset = load_dataset(d.dataset, d.split)
+        query_ids = sorted(dataset.queries)
+        if d.max_queries is not None:
+            query_ids = [query_ids[i] for i in np.random.default_rng(self.cfg.seed).permutation(len(query_ids))[: d.max_queries]]
+            query_ids.sort()
+        negatives = None
+        if d.negatives != "none" and d.n_negatives:
+            negatives = mine_negatives(dataset, d.negatives, d.negatives_depth, query_ids, d.negatives_cache)
+        from lsr.texts import document_text
+
+        return beir_records(dataset, negatives, query_ids), [document_text(doc) for doc in dataset.corpus.values()]
+
+    def _regularizer(self, spec: dict, idf):
+        kind, side = spec["kind"], spec.get("side", "doc")
+        if kind == "hard_concrete":
+            module = None
+        elif kind == "idf_flops":
+            if side != "doc":
+                raise ValueError("idf_flops applies to documents only (Geng et al.)")
+            # the inference-free score already carries idf into the ranking gradient
+            module = REGULARIZERS[kind](None if self.cfg.model.kind == "inference_free" else idf)
+        elif kind == "l0_mask":
+            module = REGULARIZERS[kind](spec.get("threshold", 150))
+        else:
+            module = REGULARIZERS[kind]()
+        if side == "query" and self.cfg.model.kind == "inference_free":
+            raise ValueError("an inference-free model has no query encoder to regularise")
+        return {"name": f"{kind}_{side}", "kind": kind, "side": side, "weight": spec["weight"],
+                "warmup": spec.get("warmup_steps", 0), "module": module}
+
+    def _teachers(self):
+        spec = self.cfg.teachers
+        if spec is None or spec == "file":
+            return None
+        kinds = {"dense": DenseTeacher, "sparse": SparseTeacher}
+        return [(t.get("weight", 1.0), kinds[t["kind"]](t["path"], self.device)) for t in spec]
+
+    def compute(self, batch: dict, step: int):
+        """(total loss, {part: value}, stats) of one micro-batch at optimizer step `step`."""
+        m, d = self.model, self.cfg.data
+        q = m.encode_queries(batch["queries"], d.query_max_length)
+        docs = m.encode_documents(batch["docs"], d.doc_max_length)
+        n_q, group = q.shape[0], batch["group_size"]
+        parts = {}
+        all_scores = q @ docs.T
+        own = all_scores.view(n_q, n_q, group)[torch.arange(n_q), torch.arange(n_q)]  # [Q, group]
+        teacher = batch["teacher"]
+        if self.teachers is not None:
+            teacher = ensemble_teacher_scores([t(batch["queries"], batch["docs"], group) for _, t in self.teachers],
+                                              [w for w, _ in self.teachers])
+        total = torch.zeros((), device=q.device)
+        for weight, name, loss in self.losses:
+            if name == "infonce":
+                value = loss(all_scores, torch.arange(n_q, device=q.device) * group)
+            else:
+                if teacher is None:
+                    raise ValueError(f"loss {name} needs teacher scores (records with scores, or teachers)")
+                value = loss(own, teacher.to(q.device))
+            parts[name] = value
+            total = total + weight * value
+        for reg in self.regs:
+            weight = quadratic_warmup(reg["weight"], step, reg["warmup"])
+            if reg["kind"] == "hard_concrete":
+                tower = m.doc_tower if reg["side"] == "doc" else m.query_tower
+                if tower.gates is None:
+                    raise ValueError(f"hard_concrete on {reg['side']}: enable model.{reg['side']}_gates")
+                value = tower.gates.expected_l0()
+            else:
+                value = reg["module"](docs if reg["side"] == "doc" else q)
+            parts[reg["name"]] = value
+            total = total + weight * value
+        stats = {"q_nnz": float((q > 0).sum(1).float().mean()), "d_nnz": float((docs > 0).sum(1).float().mean()),
+                 "flops": flops_estimate(q.detach(), docs.detach())}
+        return total, {k: float(v) for k, v in parts.items()}, stats
+
+    def train(self, stop_at: int | None = None) -> dict:
+        """Run to `max_steps` (or stop after step `stop_at`, as an interruption would), resuming from a checkpoint."""
+        cfg = self.cfg
+        cfg.save(self.out / "config.yaml")
+        if (self.out / CHECKPOINT).is_file():
+            self._load_checkpoint()
+        stream = batches(self.source, cfg.batch_size, cfg.data.n_negatives, cfg.seed, cfg.data.shuffle_buffer,
+                         start=self.step * cfg.grad_accumulation)
+        use_amp = cfg.amp and self.device.startswith("cuda")
+        progress = tqdm(total=cfg.max_steps, initial=self.step, desc="training", disable=not cfg.progress)
+        last = stop_at if stop_at is not None else cfg.max_steps
+        self.model.train()
+        while self.step < min(last, cfg.max_steps):
+            self.optimizer.zero_grad(set_to_none=True)
+            logged: dict = {}
+            for _ in range(cfg.grad_accumulation):
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    total, parts, stats = self.compute(next(stream), self.step)
+                # every term (regularisers included) is a per-micro-batch mean: dividing by the number of
+                # micro-batches makes the accumulated gradient the mean over them, at the configured weights
+                (total / cfg.grad_accumulation).backward()
+                for key, value in {"loss": float(total), **parts, **stats}.items():
+                    logged[key] = logged.get(key, 0.0) + value / cfg.grad_accumulation
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            self.history.append({"step": self.step, **logged})
+            progress.update(1)
+            progress.set_postfix({k: f"{v:.3g}" for k, v in logged.items()})
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                self.evaluate_dev()
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self._save_checkpoint()
+        progress.close()
+        if self.step >= cfg.max_steps:
+            self.save_model(self.out / "final")
+            if cfg.eval_dataset:
+                self.evaluate_dev()
+            self._save_checkpoint()
+        (self.out / "history.json").write_text(json.dumps(self.history))
+        return {"step": self.step, "best_dev": self.best, "history": self.history}
+
+    def save_model(self, folder: Path) -> Path:
+        return self.model.save(folder, self.cfg.data.query_max_length, self.cfg.data.doc_max_length)
+
+    def evaluate_dev(self) -> float | None:
+        """nDCG@10 on the dev split through the engine's path (saved model → encoders → index); keeps the best."""
+        cfg = self.cfg
+        if not cfg.eval_dataset:
+            return None
+        from lsr.eval import load_dataset
+        from lsr.eval.pipeline import evaluate_sparse
+
+        dataset = load_dataset(cfg.eval_dataset, cfg.eval_split)
+        if cfg.eval_max_queries is not None:
+            keep = sorted(dataset.queries)[: cfg.eval_max_queries]
+            dataset.queries = {q: dataset.queries[q] for q in keep}
+            dataset.qrels = {q: dataset.qrels[q] for q in keep}
+        folder = self.save_model(self.out / "last_eval")
+        doc_encoder, query_encoder = load_engine_encoders(folder, device=self.device, show_progress=False)
+        result = evaluate_sparse(doc_encoder, dataset, query_encoder=query_encoder, k=100).result
+        score = result["metrics"]["nDCG@10"]
+        self.model.train()
+        entry = {"step": self.step, "dev_ndcg@10": score, **result["efficiency"]}
+        self.history.append(entry)
+        with open(self.out / "dev.jsonl", "a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+        if score > self.best:
+            self.best = score
+            if (self.out / "best").exists():
+                shutil.rmtree(self.out / "best")
+            shutil.copytree(folder, self.out / "best")
+        return score
+
+    def _save_checkpoint(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "best": self.best,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        tmp = self.out / f".{CHECKPOINT}.tmp{os.getpid()}"
+        torch.save(state, tmp)
+        os.replace(tmp, self.out / CHECKPOINT)
+
+    def _load_checkpoint(self) -> None:
+        state = torch.load(self.out / CHECKPOINT, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.best, self.history = state["step"], state["best"], state["history"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _args(spec: dict, *drop: str) -> dict:
+    return {k: v for k, v in spec.items() if k not in drop}
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrainConfig) -> dict:
+    return Trainer(cfg).train()
