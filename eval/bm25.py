@@ -128,15 +128,20 @@ class BM25Vectors:
         return cls(analyzer, vocabulary, doc_vectors, df, avgdl, k1, b)
 
     def encode_queries(self, texts) -> sp.csr_matrix:
-        """Query term counts over the vocabulary (Anserini boosts a repeated query term by its count)."""
-        indptr, indices, data = [0], [], []
-        for text in texts:
-            tf = Counter(t for t in self.analyzer(text) if t in self.vocabulary)
-            for term, count in tf.items():
-                indices.append(self.vocabulary[term])
-                data.append(count)
-            indptr.append(len(indices))
-        return sp.csr_matrix(
-            (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
-            shape=(len(texts), len(self.vocabulary)),
-        )
+        return query_vectors(texts, self.vocabulary, self.analyzer)
+
+
+def query_vectors(texts, vocabulary: dict[str, int], analyzer: Analyzer | None = None) -> sp.csr_matrix:
+    """Query term counts over the vocabulary (Anserini boosts a repeated query term by its count)."""
+    analyzer = analyzer or Analyzer()
+    indptr, indices, data = [0], [], []
+    for text in texts:
+        tf = Counter(t for t in analyzer(text) if t in vocabulary)
+        for term, count in tf.items():
+            indices.append(vocabulary[term])
+            data.append(count)
+        indptr.append(len(indices))
+    return sp.csr_matrix(
+        (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+        shape=(len(texts), len(vocabulary)),
+    )

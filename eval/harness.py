@@ -1,0 +1,400 @@
+"""Systems × datasets evaluation with a content-addressed cache of encodings and indexes.
+
+A system is a small config (`SystemConfig`); every expensive artefact is stored under a key hashed
+from exactly what it depends on — document encodings on (encoder config, corpus content), query
+encodings on (encoder config, query texts), indexes on (document-encoding key, index parameters) —
+so re-running recomputes only what a changed config or changed data touches. Searching and
+evaluating are always redone: they are cheap and latencies must be measured afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lsr.index import InvertedIndex
+from lsr.paths import default_model
+from lsr.texts import document_text
+from lsr.vectors import load_vectors, save_vectors
+
+from . import efficiency as eff
+from .datasets import Dataset, load_dataset
+from .fusion import fuse, truncate
+from .metrics import per_query
+from .report import SCHEMA_VERSION, latency_summary, make_result
+from .runs import drop_self_hits, run_from_results
+from .significance import better_than, compare_systems
+
+KINDS = ("bm25", "splade", "dense", "hybrid")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """kind: bm25 | splade | dense | hybrid. `params` are kind-specific:
+
+    bm25: k1, b · splade: quantization, doc_max_length, query_max_length, batch_size ·
+    dense: max_length, batch_size · hybrid: fusion (rrf | linear), rrf_k, alpha, depth;
+    a hybrid names its component systems in `components` (first = alpha's side for linear).
+    """
+
+    name: str
+    kind: str
+    model: str | None = None
+    params: dict = field(default_factory=dict)
+    components: tuple = ()
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"system {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if (self.kind == "hybrid") != bool(self.components):
+            raise ValueError(f"system {self.name!r}: components are required for, and only for, kind hybrid")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def builtin_systems() -> dict[str, SystemConfig]:
+    splade = {"quantization": "uint8", "doc_max_length": 256, "query_max_length": 64, "batch_size": 32}
+    return {
+        "bm25": SystemConfig("bm25", "bm25", params={"k1": 0.9, "b": 0.4}),
+        "splade-tiny": SystemConfig("splade-tiny", "splade", default_model(), dict(splade)),
+        "minilm": SystemConfig("minilm", "dense", "all-MiniLM-L6-v2", {"max_length": 256, "batch_size": 64}),
+        "hybrid": SystemConfig("hybrid", "hybrid", params={"fusion": "rrf", "rrf_k": 60, "depth": 1000},
+                               components=("splade-tiny", "minilm")),
+        "hybrid-linear": SystemConfig("hybrid-linear", "hybrid", params={"fusion": "linear", "alpha": 0.5, "depth": 1000},
+                                      components=("splade-tiny", "minilm")),
+        "hybrid-bm25": SystemConfig("hybrid-bm25", "hybrid", params={"fusion": "rrf", "rrf_k": 60, "depth": 1000},
+                                    components=("bm25", "minilm")),
+    }
+
+
+def splade_system(model: str, name: str | None = None, quantization: str = "uint8") -> SystemConfig:
+    """A SPLADE checkpoint (path or hub id) as a system, with the engine's default lengths."""
+    params = {"quantization": quantization, "doc_max_length": 256, "query_max_length": 64, "batch_size": 32}
+    return SystemConfig(name or Path(model).name or model, "splade", model, params)
+
+
+def content_hash(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:20]
+
+
+def _model_identity(model: str | None) -> dict:
+    """A local checkpoint is identified by its files' sizes and mtimes too, so retraining in place invalidates."""
+    if model is None or not Path(model).is_dir():
+        return {"model": model}
+    files = sorted((p.relative_to(model).as_posix(), p.stat().st_size, int(p.stat().st_mtime))
+                   for p in Path(model).rglob("*") if p.is_file())
+    return {"model": str(model), "files": files}
+
+
+def corpus_hash(dataset: Dataset) -> str:
+    digest = hashlib.sha256()
+    for doc_id, doc in dataset.corpus.items():
+        digest.update(json.dumps([doc_id, doc.get("title", ""), doc.get("text", "")], ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()[:20]
+
+
+def queries_hash(dataset: Dataset) -> str:
+    return content_hash(list(dataset.queries.items()))
+
+
+@dataclass
+class SystemOutput:
+    """What one system produced on one dataset, before aggregation."""
+
+    run: dict
+    efficiency: dict
+    latencies: list  # per-query seconds (query encoding excluded), one thread, in query order
+    query_seconds: float  # encoding all queries
+
+
+class Harness:
+    """Evaluates systems on datasets; `cache_dir` holds encodings and indexes across runs."""
+
+    def __init__(self, cache_dir: str | os.PathLike, systems: dict[str, SystemConfig] | None = None,
+                 k: int = 1000, threads: int | None = None, show_progress: bool = False):
+        self.cache_dir = Path(cache_dir)
+        self.systems = dict(builtin_systems() if systems is None else systems)
+        self.k = k
+        self.threads = threads
+        self.show_progress = show_progress
+        self.events: list[tuple[str, str, str]] = []  # (artefact, key, "hit" | "computed"): what was reused
+        self._encoders: dict = {}
+        self._outputs: dict = {}
+
+    # --- cache ---------------------------------------------------------------------------------
+    def _slot(self, artefact: str, key_parts: dict) -> tuple[Path, str]:
+        key = content_hash(key_parts)
+        return self.cache_dir / artefact / key, key
+
+    def _note(self, artefact: str, key: str, hit: bool) -> None:
+        self.events.append((artefact, key, "hit" if hit else "computed"))
+
+    def _encoder_key(self, system: SystemConfig) -> dict:
+        params = {k: v for k, v in system.params.items() if k != "quantization"}
+        key = {"kind": system.kind, **_model_identity(system.model), "params": params}
+        if system.kind == "bm25":
+            from .bm25 import Analyzer
+
+            key["analyzer"] = Analyzer().config
+        return key
+
+    # --- encoders ------------------------------------------------------------------------------
+    def _encoder(self, system: SystemConfig):
+        if system.name not in self._encoders:
+            if system.kind == "splade":
+                from lsr.encoder import SpladeEncoder
+
+                p = system.params
+                self._encoders[system.name] = SpladeEncoder.from_pretrained(
+                    system.model, doc_max_length=p.get("doc_max_length", 256), query_max_length=p.get("query_max_length", 64),
+                    batch_size=p.get("batch_size", 32), show_progress=self.show_progress)
+            else:
+                from .dense import DenseEncoder
+
+                self._encoders[system.name] = DenseEncoder(system.model, max_length=system.params.get("max_length", 256),
+                                                           batch_size=system.params.get("batch_size", 64))
+        return self._encoders[system.name]
+
+    # --- sparse --------------------------------------------------------------------------------
+    def _sparse_docs(self, system: SystemConfig, dataset: Dataset):
+        """(doc vectors, doc ids, encode seconds, analyzer-or-encoder state for queries, doc-encoding key)."""
+        folder, key = self._slot("doc_encodings", {"encoder": self._encoder_key(system), "corpus": corpus_hash(dataset)})
+        cache = folder / "doc_vectors.npz"
+        if cache.is_file():
+            vectors, ids, meta = load_vectors(cache)
+            self._note("doc_encodings", key, True)
+            return vectors, ids, meta["encode_seconds"], meta.get("vocabulary"), key
+        ids = list(dataset.corpus)
+        texts = [document_text(dataset.corpus[i]) for i in ids]
+        start = time.perf_counter()
+        vocabulary = None
+        if system.kind == "bm25":
+            from .bm25 import BM25Vectors
+
+            fitted = BM25Vectors.fit(texts, k1=system.params.get("k1", 0.9), b=system.params.get("b", 0.4))
+            vectors, vocabulary = fitted.doc_vectors, list(fitted.vocabulary)
+        else:
+            vectors = self._encoder(system).encode_documents(texts)
+        seconds = time.perf_counter() - start
+        folder.mkdir(parents=True, exist_ok=True)
+        save_vectors(cache, vectors, ids, {"encode_seconds": seconds, "vocabulary": vocabulary, "system": system.to_dict()})
+        self._note("doc_encodings", key, False)
+        return vectors, ids, seconds, vocabulary, key
+
+    def _sparse_queries(self, system: SystemConfig, dataset: Dataset, vocabulary, docs_key: str):
+        # BM25's query vectors depend on the corpus vocabulary, hence on the document key
+        parts = {"encoder": self._encoder_key(system), "queries": queries_hash(dataset)}
+        if system.kind == "bm25":
+            parts["vocabulary_of"] = docs_key
+        folder, key = self._slot("query_encodings", parts)
+        cache = folder / "query_vectors.npz"
+        if cache.is_file():
+            vectors, _, meta = load_vectors(cache)
+            self._note("query_encodings", key, True)
+            return vectors, meta["encode_seconds"]
+        texts = list(dataset.queries.values())
+        start = time.perf_counter()
+        if system.kind == "bm25":
+            from .bm25 import query_vectors
+
+            vectors = query_vectors(texts, {term: i for i, term in enumerate(vocabulary)})
+        else:
+            vectors = self._encoder(system).encode_queries(texts)
+        seconds = time.perf_counter() - start
+        folder.mkdir(parents=True, exist_ok=True)
+        save_vectors(cache, vectors, list(dataset.queries), {"encode_seconds": seconds})
+        self._note("query_encodings", key, False)
+        return vectors, seconds
+
+    def _sparse_index(self, system: SystemConfig, vectors, ids, docs_key: str) -> InvertedIndex:
+        quantization = system.params.get("quantization", "float32" if system.kind == "bm25" else "uint8")
+        folder, key = self._slot("indexes", {"docs": docs_key, "type": "inverted", "quantization": quantization})
+        if (folder / "index").is_dir():
+            self._note("indexes", key, True)
+            return InvertedIndex.load(folder / "index")
+        index = InvertedIndex.build(vectors, ids, quantization, system.name)
+        index.save(folder / "index")
+        self._note("indexes", key, False)
+        return InvertedIndex.load(folder / "index")
+
+    def _run_sparse(self, system: SystemConfig, dataset: Dataset) -> SystemOutput:
+        doc_vectors, ids, doc_seconds, vocabulary, docs_key = self._sparse_docs(system, dataset)
+        index = self._sparse_index(system, doc_vectors, ids, docs_key)
+        queries, query_seconds = self._sparse_queries(system, dataset, vocabulary, docs_key)
+        run = run_from_results(list(dataset.queries), index.search(queries, k=self.k, threads=self.threads))
+        search, latencies = eff.search_efficiency(index.search, queries, k=10, threads=self.threads)
+        efficiency = {
+            "avg_doc_nnz": eff.avg_nnz(doc_vectors),
+            "avg_query_nnz": eff.avg_nnz(queries),
+            "flops": eff.flops(queries, index.posting_lengths(), index.n_docs),
+            "index_bytes": index.disk_bytes(),
+            "encode_docs_seconds": doc_seconds,
+            "docs_per_second": len(ids) / doc_seconds if doc_seconds > 0 else None,
+            **search,
+        }
+        return SystemOutput(run, efficiency, latencies, query_seconds)
+
+    # --- dense ---------------------------------------------------------------------------------
+    def _dense_array(self, artefact: str, parts: dict, texts, system: SystemConfig) -> tuple[np.ndarray, float]:
+        folder, key = self._slot(artefact, parts)
+        cache = folder / "embeddings.npy"
+        if cache.is_file():
+            self._note(artefact, key, True)
+            return np.load(cache), json.loads((folder / "meta.json").read_text())["encode_seconds"]
+        start = time.perf_counter()
+        embeddings = self._encoder(system).encode(texts)
+        seconds = time.perf_counter() - start
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(cache, embeddings)
+        (folder / "meta.json").write_text(json.dumps({"encode_seconds": seconds, "system": system.to_dict()}))
+        self._note(artefact, key, False)
+        return embeddings, seconds
+
+    def _run_dense(self, system: SystemConfig, dataset: Dataset) -> SystemOutput:
+        from .dense import DenseIndex
+
+        ids = list(dataset.corpus)
+        encoder_key = self._encoder_key(system)
+        docs, doc_seconds = self._dense_array("doc_encodings", {"encoder": encoder_key, "corpus": corpus_hash(dataset)},
+                                              [document_text(dataset.corpus[i]) for i in ids], system)
+        queries, query_seconds = self._dense_array("query_encodings", {"encoder": encoder_key, "queries": queries_hash(dataset)},
+                                                   list(dataset.queries.values()), system)
+        index = DenseIndex(docs, ids)  # a flat index is the embedding matrix itself: nothing worth caching
+        run = run_from_results(list(dataset.queries), index.search(queries, k=self.k, threads=self.threads))
+        search, latencies = eff.search_efficiency(index.search, queries, k=10, threads=self.threads)
+        efficiency = {
+            "dim": int(docs.shape[1]),
+            "index_bytes": index.nbytes(),
+            "encode_docs_seconds": doc_seconds,
+            "docs_per_second": len(ids) / doc_seconds if doc_seconds > 0 else None,
+            **search,
+        }
+        return SystemOutput(run, efficiency, latencies, query_seconds)
+
+    # --- hybrid --------------------------------------------------------------------------------
+    def _run_hybrid(self, system: SystemConfig, dataset: Dataset) -> SystemOutput:
+        parts = [self.output(self.systems[name], dataset) for name in system.components]
+        p = system.params
+        depth = p.get("depth", self.k)
+        runs = [truncate(part.run, depth) for part in parts]
+        run = truncate(fuse(runs, p.get("fusion", "rrf"), k=p.get("rrf_k", 60), alpha=p.get("alpha", 0.5)), self.k)
+        # latency of answering one query: the components one after the other, then fusing their top 10
+        fusion_seconds = []
+        for qid in dataset.queries:
+            start = time.perf_counter()
+            fuse([truncate({qid: r.get(qid, {})}, 10) for r in runs], p.get("fusion", "rrf"), k=p.get("rrf_k", 60),
+                 alpha=p.get("alpha", 0.5))
+            fusion_seconds.append(time.perf_counter() - start)
+        latencies = [sum(x) for x in zip(*(part.latencies for part in parts), fusion_seconds)]
+        efficiency = {
+            "index_bytes": sum(part.efficiency.get("index_bytes") or 0 for part in parts),
+            "encode_docs_seconds": sum(part.efficiency["encode_docs_seconds"] for part in parts),
+            "search_latency_ms": latency_summary(latencies),
+        }
+        efficiency["docs_per_second"] = len(dataset.corpus) / efficiency["encode_docs_seconds"]
+        return SystemOutput(run, efficiency, latencies, sum(part.query_seconds for part in parts))
+
+    # --- public --------------------------------------------------------------------------------
+    def output(self, system: SystemConfig, dataset: Dataset) -> SystemOutput:
+        """The run and efficiency of one system on one dataset (memoised within this harness)."""
+        memo = (system.name, dataset.name)
+        if memo not in self._outputs:
+            runner = {"bm25": self._run_sparse, "splade": self._run_sparse, "dense": self._run_dense,
+                      "hybrid": self._run_hybrid}[system.kind]
+            out = runner(system, dataset)
+            if dataset.drop_self_hits:
+                out.run = drop_self_hits(out.run)
+            n_queries = len(dataset.queries)
+            out.efficiency.update({
+                "docs": len(dataset.corpus),
+                "queries": n_queries,
+                "encode_queries_seconds": out.query_seconds,
+                "query_encode_ms": 1000.0 * out.query_seconds / n_queries if n_queries else 0.0,
+            })
+            self._outputs[memo] = out
+        return self._outputs[memo]
+
+    def evaluate(self, system_names, datasets, measures=None, alpha: float = 0.05, trials: int = 10_000) -> dict:
+        """The report: schema of lsr.eval.report, plus per result `significance` ({measure: systems it beats,
+        paired t-test and randomisation test both Holm-corrected p < alpha}) and a top-level `comparisons` list."""
+        from .msmarco import measures_for
+
+        results, comparisons, per_query_all = [], [], {}
+        for dataset in datasets:
+            names = measures or measures_for(dataset.name)
+            scores = {}
+            for name in system_names:
+                system = self.systems[name]
+                out = self.output(system, dataset)
+                scores[name] = per_query(out.run, dataset.qrels, names)
+                metrics = {m: float(np.mean(list(v.values()))) if v else 0.0 for m, v in scores[name].items()}
+                settings = {"config": system.to_dict(), "k": self.k, "threads": self.threads or os.cpu_count(),
+                            "latency": "k=10, one query per call; search only (query encoding: query_encode_ms)"}
+                results.append(make_result(name, dataset.name, metrics, out.efficiency, settings))
+            per_query_all[dataset.name] = scores
+            for measure in next(iter(scores.values())) if scores else ():
+                if len(scores) < 2:
+                    break
+                table = {name: scores[name][measure] for name in system_names}
+                found = compare_systems(table, alpha=alpha, trials=trials)
+                comparisons += [{"dataset": dataset.name, "measure": measure, **c} for c in found]
+                for result in results:
+                    if result["dataset"] == dataset.name:
+                        result.setdefault("significance", {})[measure] = better_than(found, result["system"])
+        return {"schema_version": SCHEMA_VERSION, "results": results, "comparisons": comparisons,
+                "per_query": per_query_all}
+
+
+def load_datasets(names, split: str = "test") -> list[Dataset]:
+    from .msmarco import MSMARCO_SPLITS, load_msmarco
+
+    return [load_msmarco(name) if name in MSMARCO_SPLITS else load_dataset(name, split) for name in names]
+
+
+
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def report_markdown(report: dict) -> str:
+    """Effectiveness (×100, with significance letters) and efficiency tables, one row per system × dataset.
+
+    A letter after a score names a system this one beats on that measure and dataset: paired t-test and
+    randomisation test both significant at the report's alpha after Holm–Bonferroni correction.
+    """
+    results = report["results"]
+    systems = list(dict.fromkeys(r["system"] for r in results))
+    letters = {name: chr(ord("a") + i) for i, name in enumerate(systems)}
+    measures = list(dict.fromkeys(m for r in results for m in r["metrics"]))
+    lines = ["| system | dataset | " + " | ".join(measures) + " |", "|" + "---|" * (len(measures) + 2)]
+    for r in results:
+        cells = []
+        for m in measures:
+            if m not in r["metrics"]:
+                cells.append("–")
+                continue
+            beaten = "".join(letters[s] for s in r.get("significance", {}).get(m, []))
+            cells.append(f"{100 * r['metrics'][m]:.2f}" + (f"<sup>{beaten}</sup>" if beaten else ""))
+        lines.append(f"| ({letters[r['system']]}) {r['system']} | {r['dataset']} | " + " | ".join(cells) + " |")
+    lines += ["", "| system | dataset | doc nnz | query nnz | FLOPS | index MiB | docs/s | query enc. ms/q "
+              "| search ms 1 thread (median / p99) | search ms all threads (median / p99) | batch QPS all threads |",
+              "|" + "---|" * 11]
+    for r in results:
+        e = r["efficiency"]
+        def lat(key):
+            return f"{e[key]['median']:.3f} / {e[key]['p99']:.3f}" if e.get(key) else "–"
+        index_mib = e["index_bytes"] / 2**20 if e.get("index_bytes") else None
+        lines.append(" | ".join([
+            f"| {r['system']}", r["dataset"], _fmt(e.get("avg_doc_nnz"), ".1f"), _fmt(e.get("avg_query_nnz"), ".1f"),
+            _fmt(e.get("flops"), ".3f"), _fmt(index_mib, ".2f"), _fmt(e.get("docs_per_second"), ".1f"),
+            _fmt(e.get("query_encode_ms"), ".3f"), lat("search_latency_ms"), lat("search_latency_ms_all_threads"),
+            _fmt(e.get("batch_search_qps_all_threads"), ".0f"),
+        ]) + " |")
+    return "\n".join(lines) + "\n"
