@@ -26,8 +26,8 @@ FORMAT_NAME = "lsr.blockmax"
 FORMAT_VERSION = 1
 MIN_BLOCK, MAX_BLOCK = 1, 128  # document offsets inside a block are stored as uint8
 ARRAYS = (
-    "order", "bm_offsets", "bm_blocks", "bm_max", "kth_levels",
-    "fw_offsets", "fw_post_base", "fw_terms", "fw_rel_end", "fw_docs", "fw_levels",
+    "order", "bm_offsets", "bm_blocks", "bm_max", "bm_post", "bm_count", "kth_levels",
+    "fw_offsets", "fw_post_base", "fw_terms", "fw_rel_end", "fw_post",
 )
 
 
@@ -116,16 +116,18 @@ def _build(indptr, indices, levels, scale, vocab_size, doc_ids, block_size, reor
     order, info = _resolve_order(indptr, indices, n_docs, vocab_size, block_size, reorder, options)
     n_entries, term_blocks = bk.count_block_entries(indptr, indices, order, block_size, vocab_size)
     fw_terms = np.empty(n_entries, dtype=np.uint16 if vocab_size <= 65536 else np.int32)
-    fw_offsets, fw_post_base, fw_rel_end, entry_max, fw_docs, fw_levels = bk.build_forward(
+    fw_offsets, fw_post_base, fw_rel_end, entry_max, fw_post = bk.build_forward(
         indptr, indices, levels, order, block_size, n_entries, fw_terms, vocab_size
     )
-    bm_offsets, bm_blocks, bm_max = bk.build_block_max(fw_offsets, fw_terms, entry_max, term_blocks)
+    bm_offsets, bm_blocks, bm_max, bm_post, bm_count = bk.build_block_max(
+        fw_offsets, fw_terms, fw_rel_end, entry_max, term_blocks
+    )
     kth_levels = bk.kth_largest_levels(indices, levels, vocab_size, bk.KTH)
     info["build_seconds"] = round(time.perf_counter() - start, 3)
     arrays = dict(
-        order=order, bm_offsets=bm_offsets, bm_blocks=bm_blocks, bm_max=bm_max, kth_levels=kth_levels,
-        fw_offsets=fw_offsets, fw_post_base=fw_post_base, fw_terms=fw_terms, fw_rel_end=fw_rel_end,
-        fw_docs=fw_docs, fw_levels=fw_levels,
+        order=order, bm_offsets=bm_offsets, bm_blocks=bm_blocks, bm_max=bm_max, bm_post=bm_post, bm_count=bm_count,
+        kth_levels=kth_levels, fw_offsets=fw_offsets, fw_post_base=fw_post_base, fw_terms=fw_terms,
+        fw_rel_end=fw_rel_end, fw_post=fw_post,
     )
     return BlockMaxIndex(arrays, scale, block_size, doc_ids, vocab_size, model_name, tokenizer_fingerprint, info)
 
@@ -178,7 +180,7 @@ class BlockMaxIndex:
 
     @property
     def n_postings(self) -> int:
-        return int(self.fw_docs.shape[0])
+        return int(self.fw_post.shape[0])
 
     @property
     def n_block_entries(self) -> int:
@@ -206,8 +208,8 @@ class BlockMaxIndex:
         docs, scores, counts = bk.search_batch(
             batch.indptr.astype(np.int64), batch.indices.astype(np.int32), batch.data, np.float32(self.scale),
             np.float32(alpha), float(beta), k, kth_row, self.block_size, self.n_docs, self.order,
-            self.bm_offsets, self.bm_blocks, self.bm_max, self.kth_levels, self.fw_offsets, self.fw_post_base,
-            self.fw_terms, self.fw_rel_end, self.fw_docs, self.fw_levels, n_workers,
+            self.bm_offsets, self.bm_blocks, self.bm_max, self.bm_post, self.bm_count, self.kth_levels,
+            self.fw_offsets, self.fw_post_base, self.fw_terms, self.fw_rel_end, self.fw_post, n_workers,
         )
         results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.shape[0])]
         return results[0] if single else results
@@ -261,10 +263,11 @@ def _check_consistency(index: BlockMaxIndex, manifest: dict, path) -> None:
     if index.n_blocks != n_blocks or index.fw_post_base.shape[0] != n_blocks + 1:
         problems.append("block arrays disagree with n_docs / block_size")
     entries = index.n_block_entries
-    if not (int(index.bm_offsets[-1]) == entries == index.bm_max.shape[0] == index.fw_terms.shape[0]
-            == index.fw_rel_end.shape[0] == int(index.fw_offsets[-1])):
+    entry_arrays = ("bm_blocks", "bm_max", "bm_post", "bm_count", "fw_terms", "fw_rel_end")
+    if not (int(index.bm_offsets[-1]) == entries == int(index.fw_offsets[-1])
+            and all(index.arrays[name].shape[0] == entries for name in entry_arrays)):
         problems.append("block entry arrays disagree")
-    if not (index.fw_levels.shape[0] == index.n_postings == int(index.fw_post_base[-1]) == manifest["n_postings"]):
+    if not (index.n_postings == int(index.fw_post_base[-1]) == manifest["n_postings"]):
         problems.append("forward postings disagree")
     if problems:
         raise IndexFormatError(f"{path}: inconsistent index: " + "; ".join(problems))

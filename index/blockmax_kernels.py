@@ -3,11 +3,13 @@
 Layout (internal document ids = positions after reordering; block b holds ids b*B .. b*B+B-1):
 
 - block maxima, term-major: for term t, entries `bm_offsets[t]:bm_offsets[t + 1]` of `bm_blocks`
-  (ids of the term's non-empty blocks, ascending) and `bm_max` (the largest uint8 level of t in that block);
+  (ids of the term's non-empty blocks, ascending), `bm_max` (the largest uint8 level of t in that block),
+  and `bm_post` / `bm_count`: where the block's forward postings of t start (relative to `fw_post_base[b]`)
+  and how many there are, so scoring a block for a short query needs no lookup in its term list;
 - forward index, block-major and term-major inside a block: block b owns entries
   `fw_offsets[b]:fw_offsets[b + 1]` of `fw_terms` (ascending); entry e's postings are
-  `fw_post_base[b] + (fw_rel_end[e - 1] or 0) .. fw_post_base[b] + fw_rel_end[e]` of `fw_docs`
-  (document offset inside the block) and `fw_levels`;
+  `fw_post_base[b] + (fw_rel_end[e - 1] or 0) .. fw_post_base[b] + fw_rel_end[e]` of `fw_post`, each
+  posting one uint16 `offset_in_block << 8 | level` (one memory access per posting);
 - `kth_levels[j, t]`: the KTH[j]-th largest level of term t (0 when fewer documents have t).
 
 Scores use the exact index's float32 arithmetic (`w = float32(q * scale)`, `acc += w * float32(level)`,
@@ -25,6 +27,7 @@ from .topk import heap_drain_sorted, heap_push
 
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 N_BUCKETS = 1024
+MASK_BITS = 64  # queries with at most this many terms use the recorded-entry scoring path
 
 
 @njit(cache=True)
@@ -57,8 +60,7 @@ def build_forward(indptr, indices, levels, order, block_size, n_entries, fw_term
     fw_rel_end = np.empty(n_entries, dtype=np.uint32)
     entry_max = np.empty(n_entries, dtype=np.uint8)
     n_post = indptr[-1]
-    fw_docs = np.empty(n_post, dtype=np.uint8)
-    fw_levels = np.empty(n_post, dtype=np.uint8)
+    fw_post = np.empty(n_post, dtype=np.uint16)
     count = np.zeros(vocab_size, dtype=np.int64)
     cursor = np.zeros(vocab_size, dtype=np.int64)
     block_max = np.zeros(vocab_size, dtype=np.uint8)
@@ -90,8 +92,7 @@ def build_forward(indptr, indices, levels, order, block_size, n_entries, fw_term
             for p in range(indptr[row], indptr[row + 1]):
                 t = indices[p]
                 q = cursor[t]
-                fw_docs[q] = i - first
-                fw_levels[q] = levels[p]
+                fw_post[q] = np.uint16(((i - first) << 8) | levels[p])
                 cursor[t] = q + 1
                 if levels[p] > block_max[t]:
                     block_max[t] = levels[p]
@@ -104,11 +105,11 @@ def build_forward(indptr, indices, levels, order, block_size, n_entries, fw_term
         post += running
         fw_offsets[b + 1] = entry
         fw_post_base[b + 1] = post
-    return fw_offsets, fw_post_base, fw_rel_end, entry_max, fw_docs, fw_levels
+    return fw_offsets, fw_post_base, fw_rel_end, entry_max, fw_post
 
 
 @njit(cache=True)
-def build_block_max(fw_offsets, fw_terms, entry_max, term_blocks):
+def build_block_max(fw_offsets, fw_terms, fw_rel_end, entry_max, term_blocks):
     """Regroup the (block, term, max) triples by term; blocks stay ascending inside each term."""
     vocab_size = term_blocks.shape[0]
     bm_offsets = np.zeros(vocab_size + 1, dtype=np.int64)
@@ -118,14 +119,19 @@ def build_block_max(fw_offsets, fw_terms, entry_max, term_blocks):
     n_entries = fw_terms.shape[0]
     bm_blocks = np.empty(n_entries, dtype=np.int32)
     bm_max = np.empty(n_entries, dtype=np.uint8)
+    bm_post = np.empty(n_entries, dtype=np.uint32)
+    bm_count = np.empty(n_entries, dtype=np.uint8)
     for b in range(fw_offsets.shape[0] - 1):
         for e in range(fw_offsets[b], fw_offsets[b + 1]):
             t = fw_terms[e]
             q = cursor[t]
             bm_blocks[q] = b
             bm_max[q] = entry_max[e]
+            start = fw_rel_end[e - 1] if e > fw_offsets[b] else 0
+            bm_post[q] = start
+            bm_count[q] = fw_rel_end[e] - start
             cursor[t] = q + 1
-    return bm_offsets, bm_blocks, bm_max
+    return bm_offsets, bm_blocks, bm_max, bm_post, bm_count
 
 
 @njit(cache=True)
@@ -174,24 +180,8 @@ def _lower_bound(values, lo, hi, target):
 
 
 @njit(cache=True)
-def _score_block(b, terms, ws, block_size, n_docs, order, fw_offsets, fw_post_base, fw_terms, fw_rel_end,
-                 fw_docs, fw_levels, acc, heap_scores, heap_keys, heap_docs, size, k):
-    """Score every document of block b exactly (term order = query order) and offer them to the heap."""
-    start = fw_offsets[b]
-    end = fw_offsets[b + 1]
-    base = fw_post_base[b]
-    pos = start
-    for i in range(terms.shape[0]):
-        pos = _lower_bound(fw_terms, pos, end, terms[i])
-        if pos == end:
-            break
-        if fw_terms[pos] == terms[i]:
-            w = ws[i]
-            p0 = base + (fw_rel_end[pos - 1] if pos > start else 0)
-            for p in range(p0, base + fw_rel_end[pos]):
-                d = fw_docs[p]
-                acc[d] += w * np.float32(fw_levels[p])
-            pos += 1
+def _score_docs(b, block_size, n_docs, order, acc, heap_scores, heap_keys, heap_docs, size, k):
+    """Offer the scored documents of block b to the heap (key = build-input position) and clear `acc`."""
     first = b * block_size
     for d in range(min(block_size, n_docs - first)):
         score = acc[d]
@@ -203,11 +193,49 @@ def _score_block(b, terms, ws, block_size, n_docs, order, fw_offsets, fw_post_ba
 
 
 @njit(cache=True)
+def _add_postings(start, end, w, fw_post, acc):
+    for p in range(start, end):
+        v = fw_post[p]
+        acc[v >> 8] += w * np.float32(v & 255)
+
+
+@njit(cache=True)
+def _score_block_masked(b, nq, ws, mask, slot_post, slot_count, fw_post_base, fw_post, acc):
+    """Score block b from the postings recorded while bounding (query term i present iff bit i)."""
+    m = mask[b]
+    base = fw_post_base[b]
+    for i in range(nq):
+        if (m >> np.uint64(i)) & np.uint64(1):
+            s = np.int64(b) * MASK_BITS + i
+            start = base + slot_post[s]
+            _add_postings(start, start + slot_count[s], ws[i], fw_post, acc)
+
+
+@njit(cache=True)
+def _score_block_search(b, terms, ws, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc):
+    """Score block b by merging the query terms into the block's sorted term list (long queries)."""
+    end = fw_offsets[b + 1]
+    pos = fw_offsets[b]
+    for i in range(terms.shape[0]):
+        pos = _lower_bound(fw_terms, pos, end, terms[i])
+        if pos == end:
+            break
+        if fw_terms[pos] == terms[i]:
+            base = fw_post_base[b]
+            start = base + (fw_rel_end[pos - 1] if pos > fw_offsets[b] else 0)
+            _add_postings(start, base + fw_rel_end[pos], ws[i], fw_post, acc)
+            pos += 1
+
+
+@njit(cache=True)
 def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
-               bm_offsets, bm_blocks, bm_max, kth_levels, fw_offsets, fw_post_base, fw_terms, fw_rel_end,
-               fw_docs, fw_levels, ub, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks,
+               bm_offsets, bm_blocks, bm_max, bm_post, bm_count, kth_levels, fw_offsets, fw_post_base, fw_terms,
+               fw_rel_end, fw_post, ub, mask, slot_post, slot_count, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks,
                heap_scores, heap_keys, heap_docs, out_scores, out_docs):
-    """Block-Max Pruning top-k of one query; returns the number of results written to out_*."""
+    """Block-Max Pruning top-k of one query; returns the number of results written to out_*.
+
+    Every buffer argument is per worker; `ub` and `mask` must be all zero on entry and are left so.
+    """
     terms, raw = _select_terms(q_terms, q_weights, beta)
     nq = terms.shape[0]
     ws = np.empty(nq, dtype=np.float32)
@@ -220,10 +248,20 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             v = ws[i] * np.float32(kth_levels[kth_row, terms[i]])
             if v > theta0:
                 theta0 = v
+    # Bounds; for short queries also remember where each block keeps each query term, so scoring a
+    # block needs no search in its term list.
+    masked = nq <= MASK_BITS
     for i in range(nq):
         w = ws[i]
+        bit = np.uint64(1) << np.uint64(i)
         for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
-            ub[bm_blocks[e]] += w * np.float32(bm_max[e])
+            b = bm_blocks[e]
+            ub[b] += w * np.float32(bm_max[e])
+            if masked:
+                mask[b] |= bit
+                s = np.int64(b) * MASK_BITS + i
+                slot_post[s] = bm_post[e]
+                slot_count[s] = bm_count[e]
     n_cand = 0
     hi = np.float32(0.0)
     for b in range(ub.shape[0]):
@@ -236,6 +274,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                 n_cand += 1
                 if u > hi:
                     hi = u
+            else:
+                mask[b] = 0
     size = 0
     if n_cand > 0:
         # Bucket sort of the candidate bounds (descending) instead of a full sort.
@@ -272,9 +312,14 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                     theta = heap_scores[0]
                 if theta > alpha * cand_ub[c]:
                     continue
-                size = _score_block(cand[c], terms, ws, block_size, n_docs, order, fw_offsets, fw_post_base,
-                                    fw_terms, fw_rel_end, fw_docs, fw_levels, acc, heap_scores, heap_keys,
-                                    heap_docs, size, k)
+                b = cand[c]
+                if masked:
+                    _score_block_masked(b, nq, ws, mask, slot_post, slot_count, fw_post_base, fw_post, acc)
+                else:
+                    _score_block_search(b, terms, ws, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc)
+                size = _score_docs(b, block_size, n_docs, order, acc, heap_scores, heap_keys, heap_docs, size, k)
+        for c in range(n_cand):
+            mask[cand[c]] = 0
     n = size
     heap_drain_sorted(heap_scores, heap_keys, heap_docs, size, out_scores, out_docs)
     return n
@@ -282,8 +327,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
 
 @njit(parallel=True, cache=True)
 def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
-                 bm_offsets, bm_blocks, bm_max, kth_levels, fw_offsets, fw_post_base, fw_terms, fw_rel_end,
-                 fw_docs, fw_levels, n_workers):
+                 bm_offsets, bm_blocks, bm_max, bm_post, bm_count, kth_levels, fw_offsets, fw_post_base, fw_terms,
+                 fw_rel_end, fw_post, n_workers):
     """Block-Max Pruning top-k of a batch of CSR queries over `n_workers` parallel workers."""
     n_queries = q_indptr.shape[0] - 1
     n_blocks = fw_offsets.shape[0] - 1
@@ -292,6 +337,9 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
     out_counts = np.zeros(n_queries, dtype=np.int64)
     for worker in prange(n_workers):
         ub = np.zeros(n_blocks, dtype=np.float32)
+        mask = np.zeros(n_blocks, dtype=np.uint64)
+        slot_post = np.empty(n_blocks * MASK_BITS, dtype=np.uint32)
+        slot_count = np.empty(n_blocks * MASK_BITS, dtype=np.uint8)
         acc = np.zeros(block_size, dtype=np.float32)
         cand = np.empty(n_blocks, dtype=np.int64)
         cand_ub = np.empty(n_blocks, dtype=np.float32)
@@ -305,7 +353,7 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
             start, end = q_indptr[q], q_indptr[q + 1]
             out_counts[q] = search_one(
                 q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs,
-                order, bm_offsets, bm_blocks, bm_max, kth_levels, fw_offsets, fw_post_base, fw_terms,
-                fw_rel_end, fw_docs, fw_levels, ub, acc, cand, cand_ub, bucket_start, bucket_max,
+                order, bm_offsets, bm_blocks, bm_max, bm_post, bm_count, kth_levels, fw_offsets, fw_post_base,
+                fw_terms, fw_rel_end, fw_post, ub, mask, slot_post, slot_count, acc, cand, cand_ub, bucket_start, bucket_max,
                 sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores[q], out_docs[q])
     return out_docs, out_scores, out_counts

@@ -1,0 +1,149 @@
+"""Block-max index: safe mode equals exhaustive search, approximate knobs, storage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from lsr.index import BlockMaxIndex, BlockMaxIndexBuilder, IndexFormatError, InvertedIndex
+
+
+def _corpus(n_docs, vocab, density, seed, integer=True):
+    rng = np.random.default_rng(seed)
+    docs = sp.random(n_docs, vocab, density=density, random_state=rng, format="csr", dtype=np.float32)
+    # Few distinct integer weights make many exact score ties; random floats make near-ties.
+    docs.data = rng.integers(1, 6, docs.nnz).astype(np.float32) if integer else rng.random(docs.nnz, np.float32) + 0.01
+    # Terms 0..4 never occur in any document: queries on them hit no block.
+    docs = sp.csr_matrix(docs.multiply(np.r_[np.zeros(5), np.ones(vocab - 5)][None, :]))
+    docs.eliminate_zeros()
+    return docs, [f"doc{i}" for i in range(n_docs)]
+
+
+def _queries(vocab, seed, integer_weights):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for length in (0, 1, 2, 3, 5, 10, 30, 70, 100):  # empty, short, and longer than the 64-term fast path
+        terms = rng.choice(vocab, size=min(length, vocab), replace=False)
+        weights = np.ones(len(terms)) if integer_weights else rng.random(len(terms)) + 0.05
+        row = np.zeros(vocab, np.float32)
+        row[terms] = weights
+        rows.append(row)
+    rows.append(np.r_[np.ones(5), np.zeros(vocab - 5)].astype(np.float32))  # terms absent from every block
+    return sp.csr_matrix(np.array(rows))
+
+
+def _assert_same(expected, got):
+    assert len(expected) == len(got)
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a.doc_numbers, b.doc_numbers)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert a.doc_ids == b.doc_ids
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 8, 32, 128])
+@pytest.mark.parametrize("integer", [True, False])
+def test_safe_mode_equals_exhaustive(block_size, integer):
+    docs, ids = _corpus(301, 120, 0.08, seed=block_size, integer=integer)  # 301: last block partial
+    queries = _queries(120, seed=block_size + 1, integer_weights=integer)
+    exact = InvertedIndex.build(docs, ids)
+    rng = np.random.default_rng(7)
+    for reorder in (False, "bp", rng.permutation(len(ids))):
+        index = BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=reorder)
+        for k in (1, 7, 10, 100, 1000):
+            _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=2))
+
+
+def test_single_query_forms_and_tiny_corpus():
+    docs, ids = _corpus(5, 30, 0.4, seed=3)
+    exact = InvertedIndex.build(docs, ids)
+    index = BlockMaxIndex.build(docs, ids, block_size=8)
+    query = {7: 0.5, 11: 2.0, 2: 1.0}
+    _assert_same([exact.search(query, k=3)], [index.search(query, k=3)])
+    dense = np.zeros(30, np.float32)
+    assert len(index.search(dense, k=3).doc_ids) == 0
+
+
+def test_doc_numbers_are_build_input_positions():
+    docs, ids = _corpus(200, 60, 0.1, seed=11)
+    index = BlockMaxIndex.build(docs, ids, block_size=8, reorder=np.random.default_rng(0).permutation(200))
+    results = index.search(_queries(60, seed=2, integer_weights=False), k=10)
+    assert sum(len(r.doc_ids) for r in results) > 0
+    for result in results:
+        assert result.doc_ids == [ids[d] for d in result.doc_numbers]
+
+
+def test_alpha_and_beta_lower_recall_monotonically():
+    docs, ids = _corpus(2000, 300, 0.05, seed=5, integer=False)
+    rng = np.random.default_rng(9)
+    queries = sp.random(40, 300, density=0.08, random_state=rng, format="csr", dtype=np.float32)
+    exact = InvertedIndex.build(docs, ids).search(queries, k=10)
+    index = BlockMaxIndex.build(docs, ids, block_size=16, reorder=False)
+
+    def recall(**knobs):
+        got = index.search(queries, k=10, **knobs)
+        hits = [len(set(a.doc_numbers) & set(b.doc_numbers)) / max(len(a.doc_numbers), 1) for a, b in zip(exact, got)]
+        return float(np.mean(hits))
+
+    by_alpha = [recall(alpha=a) for a in (1.0, 0.9, 0.7, 0.5, 0.3)]
+    by_beta = [recall(beta=b) for b in (1.0, 0.8, 0.5, 0.2)]
+    assert by_alpha[0] == by_beta[0] == 1.0
+    assert all(x >= y for x, y in zip(by_alpha, by_alpha[1:])) and by_alpha[-1] < 1.0
+    assert all(x >= y for x, y in zip(by_beta, by_beta[1:])) and by_beta[-1] < 1.0
+    # alpha < 1 only skips blocks: the documents it returns carry their exact scores.
+    for a, b in zip(exact, index.search(queries, k=10, alpha=0.5)):
+        common = set(a.doc_numbers) & set(b.doc_numbers)
+        for d in common:
+            assert a.scores[list(a.doc_numbers).index(d)] == b.scores[list(b.doc_numbers).index(d)]
+
+
+def test_streamed_build_equals_in_memory_build(tmp_path):
+    docs, ids = _corpus(250, 80, 0.1, seed=13)
+    builder = BlockMaxIndexBuilder(80, block_size=16, reorder="bp", spill_dir=tmp_path)
+    for start in range(0, 250, 60):
+        builder.add(docs[start : start + 60], ids[start : start + 60])
+    streamed = builder.finish(tmp_path / "streamed")
+    in_memory = BlockMaxIndex.build(docs, ids, block_size=16, reorder="bp")
+    queries = _queries(80, seed=4, integer_weights=False)
+    _assert_same(in_memory.search(queries, k=10), streamed.search(queries, k=10))
+
+
+def test_save_load_answers_identically(tmp_path):
+    docs, ids = _corpus(400, 100, 0.06, seed=17)
+    index = BlockMaxIndex.build(docs, ids, block_size=32, reorder="bp")
+    index.save(tmp_path / "bm")
+    loaded = BlockMaxIndex.load(tmp_path / "bm")
+    assert isinstance(loaded.fw_post, np.memmap)
+    assert loaded.block_size == 32 and loaded.doc_ids == ids and loaded.build_info == index.build_info
+    queries = _queries(100, seed=5, integer_weights=False)
+    for k in (1, 10, 50):
+        _assert_same(index.search(queries, k=k), loaded.search(queries, k=k))
+
+
+def test_corrupt_or_foreign_folder_is_refused(tmp_path):
+    docs, ids = _corpus(100, 50, 0.1, seed=19)
+    path = BlockMaxIndex.build(docs, ids, block_size=8).save(tmp_path / "bm")
+    target = path / "fw_post.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(IndexFormatError, match="checksum"):
+        BlockMaxIndex.load(path)
+    target.write_bytes(bytes(data[:-2]))
+    with pytest.raises(IndexFormatError, match="bytes"):
+        BlockMaxIndex.load(path, verify=False)
+    exact_path = InvertedIndex.build(docs, ids).save(tmp_path / "exact")
+    with pytest.raises(IndexFormatError, match="format"):
+        BlockMaxIndex.load(exact_path)
+
+
+def test_invalid_arguments():
+    docs, ids = _corpus(20, 30, 0.2, seed=23)
+    with pytest.raises(ValueError):
+        BlockMaxIndex.build(docs, ids, block_size=129)
+    with pytest.raises(ValueError):
+        BlockMaxIndex.build(docs, ids, reorder=[0, 1])
+    index = BlockMaxIndex.build(docs, ids, block_size=4)
+    for knobs in ({"alpha": 0.0}, {"beta": 1.5}, {"k": 0}):
+        with pytest.raises(ValueError):
+            index.search(np.ones(30, np.float32), **knobs)
