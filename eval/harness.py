@@ -252,8 +252,10 @@ class Harness:
         embeddings = self._encoder(system).encode(texts)
         seconds = time.perf_counter() - start
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(cache, embeddings)
         (folder / "meta.json").write_text(json.dumps({"encode_seconds": seconds, "system": system.to_dict()}))
+        tmp = folder / f".embeddings.tmp{os.getpid()}.npy"  # embeddings.npy marks a complete entry
+        np.save(tmp, embeddings)
+        os.replace(tmp, cache)
         self._note(artefact, key, False)
         return embeddings, seconds
 
