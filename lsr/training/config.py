@@ -62,6 +62,7 @@ class TrainConfig:
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     device: str | None = None
+    threads: int | None = None  # torch CPU threads (1 avoids oversubscription on a busy machine)
     amp: bool = True  # bfloat16 autocast on CUDA
     log_every: int = 10
     eval_every: int = 0  # 0: evaluate only at the end

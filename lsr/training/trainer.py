@@ -94,6 +94,8 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         _seed_everything(cfg.seed)
         self.source, idf_texts = self._data()
         needs_idf = cfg.model.kind == "inference_free" or any(r["kind"] == "idf_flops" for r in cfg.regularizers)
@@ -199,7 +201,7 @@ class Trainer:
             total = total + weight * value
         stats = {"q_nnz": float((q > 0).sum(1).float().mean()), "d_nnz": float((docs > 0).sum(1).float().mean()),
                  "flops": flops_estimate(q.detach(), docs.detach())}
-        return total, {k: float(v) for k, v in parts.items()}, stats
+        return total, {k: float(v.detach()) for k, v in parts.items()}, stats
 
     def train(self, stop_at: int | None = None) -> dict:
         """Run to `max_steps` (or stop after step `stop_at`, as an interruption would), resuming from a checkpoint."""
@@ -222,7 +224,7 @@ class Trainer:
                 # every term (regularisers included) is a per-micro-batch mean: dividing by the number of
                 # micro-batches makes the accumulated gradient the mean over them, at the configured weights
                 (total / cfg.grad_accumulation).backward()
-                for key, value in {"loss": float(total), **parts, **stats}.items():
+                for key, value in {"loss": float(total.detach()), **parts, **stats}.items():
                     logged[key] = logged.get(key, 0.0) + value / cfg.grad_accumulation
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)

@@ -1,0 +1,142 @@
+"""End-to-end training on a tiny randomly initialised BERT: loss, sparsity, resume, export to the engine."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lsr.training.config import TrainConfig, load_config
+from lsr.training.models import load_engine_encoders
+from lsr.training.trainer import Trainer
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+        "max_position_embeddings": 64}
+TOPICS = ["cancer tumor chemotherapy", "diet vitamin nutrition", "heart cardiac artery", "brain neuron memory",
+          "bone fracture calcium", "virus infection vaccine", "sleep insomnia melatonin", "skin acne dermatitis"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()  # the trainer's `threads` setting is process-wide
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def records_file(tmp_path_factory):
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    with open(path, "w") as handle:
+        for i, topic in enumerate(TOPICS * 3):
+            others = [t for t in TOPICS if t != topic]
+            handle.write(json.dumps({
+                "query": " ".join(rng.sample(topic.split(), 2)),
+                "positives": [f"{topic} study {i}"],
+                "negatives": [f"{o} trial" for o in rng.sample(others, 3)],
+            }) + "\n")
+    return path
+
+
+def tiny_config(tmp_path, records_file, splade_tiny_path, **overrides) -> TrainConfig:
+    raw = {
+        "output_dir": str(tmp_path / "run"),
+        "model": {"random_init": TINY, "tokenizer": str(splade_tiny_path)},
+        "data": {"dataset": None, "jsonl": str(records_file), "n_negatives": 2, "query_max_length": 16, "doc_max_length": 24},
+        "losses": [{"name": "infonce", "weight": 1.0}],
+        "regularizers": [{"kind": "flops", "side": "doc", "weight": 1e-3, "warmup_steps": 0}],
+        "batch_size": 4, "max_steps": 12, "lr": 3e-3, "save_every": 0, "progress": False, "device": "cpu",
+        "threads": 1,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return TrainConfig.from_dict(raw)
+
+
+def _mean(history, key, part):
+    rows = [h[key] for h in history if key in h]
+    return float(np.mean(rows[:3] if part == "first" else rows[-3:]))
+
+
+def test_short_run_lowers_loss_and_flops_reduces_doc_nnz(tmp_path, records_file, splade_tiny_path):
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=30,
+                      regularizers=[{"kind": "flops", "side": "doc", "weight": 5e-3, "warmup_steps": 5}])
+    result = Trainer(cfg).train()
+    history = result["history"]
+    assert _mean(history, "infonce", "last") < _mean(history, "infonce", "first")
+    assert _mean(history, "d_nnz", "last") < 0.5 * _mean(history, "d_nnz", "first")
+    assert (tmp_path / "run" / "final" / "lsr_config.json").is_file()
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_hard_concrete_gates_close_terms_and_export_exact_zeros(tmp_path, records_file, splade_tiny_path):
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=15, gate_lr=0.5,
+                      model={"doc_gates": True, "query_gates": True, "gate_init": 0.5},
+                      regularizers=[{"kind": "hard_concrete", "side": "doc", "weight": 1e-3}])
+    trainer = Trainer(cfg)
+    start = float(trainer.model.doc_tower.gates.expected_l0())
+    trainer.train()
+    gates = trainer.model.doc_tower.gates
+    assert float(gates.expected_l0()) < start
+    closed = gates.deterministic() == 0
+    assert closed.any()
+    doc_encoder, _ = load_engine_encoders(tmp_path / "run" / "final", device="cpu", show_progress=False)
+    texts = ["cancer tumor study", "sleep melatonin trial"]
+    vectors = doc_encoder.encode_documents(texts).toarray()
+    assert np.all(vectors[:, closed.numpy()] == 0)
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model.encode_documents(texts, cfg.data.doc_max_length).numpy()
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path, records_file, splade_tiny_path):
+    straight = Trainer(tiny_config(tmp_path / "a", records_file, splade_tiny_path, max_steps=6, grad_accumulation=2))
+    straight.train()
+    interrupted = tiny_config(tmp_path / "b", records_file, splade_tiny_path, max_steps=6, grad_accumulation=2, save_every=3)
+    Trainer(interrupted).train(stop_at=3)
+    resumed = Trainer(interrupted)
+    resumed.train()
+    assert resumed.step == 6
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_inference_free_model_exports_idf_query_encoder(tmp_path, records_file, splade_tiny_path):
+    from lsr import InferenceFreeQueryEncoder
+
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=3,
+                      model={"kind": "inference_free", "query_table_trainable": True},
+                      regularizers=[{"kind": "idf_flops", "side": "doc", "weight": 1e-3}])
+    trainer = Trainer(cfg)
+    trainer.train()
+    doc_encoder, query_encoder = load_engine_encoders(tmp_path / "run" / "final", device="cpu", show_progress=False)
+    assert isinstance(query_encoder, InferenceFreeQueryEncoder)
+    q = query_encoder.encode_queries(["cancer vitamin"]).toarray()[0]
+    with torch.no_grad():
+        expected = trainer.model.encode_queries(["cancer vitamin"], 16).numpy()[0]
+    np.testing.assert_allclose(q, expected, rtol=1e-6)
+    assert (q > 0).sum() == 2
+
+
+def test_distillation_from_file_scores(tmp_path, splade_tiny_path):
+    path = tmp_path / "scored.jsonl"
+    path.write_text("\n".join(json.dumps({"query": t.split()[0], "docs": [t, "unrelated words", "other text"],
+                                          "scores": [3.0, 1.0, 0.5]}) for t in TOPICS))
+    cfg = tiny_config(tmp_path, path, splade_tiny_path, max_steps=2, teachers="file",
+                      losses=[{"name": "kl", "weight": 1.0}, {"name": "margin_mse", "weight": 0.1}])
+    history = Trainer(cfg).train()["history"]
+    assert all(np.isfinite(h["kl"]) and np.isfinite(h["margin_mse"]) for h in history)
+
+
+def test_config_yaml_and_toml(tmp_path):
+    (tmp_path / "c.yaml").write_text("max_steps: 7\nmodel:\n  kind: inference_free\nregularizers:\n  - {kind: l0_mask, side: doc, weight: 0.1}\n")
+    (tmp_path / "c.toml").write_text('max_steps = 7\n[model]\nkind = "inference_free"\n[[regularizers]]\nkind = "l0_mask"\nside = "doc"\nweight = 0.1\n')
+    assert load_config(tmp_path / "c.yaml") == load_config(tmp_path / "c.toml")
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"max_step": 3})
