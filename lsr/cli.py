@@ -127,6 +127,12 @@ def show_examples(encoder, dataset, evaluation, count: int) -> None:
     print("\n(* = judged relevant)\n")
 
 
+def cmd_train(args) -> int:
+    from .training.cli import run_train
+
+    return run_train(args.config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsr", description="learned sparse retrieval engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--show", type=int, default=0, help="print this many example queries with top results")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train a SPLADE-style encoder from a YAML/TOML config (see docs/training.md)")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_train)
     return parser
 
 
