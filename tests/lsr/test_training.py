@@ -140,3 +140,16 @@ def test_config_yaml_and_toml(tmp_path):
     assert load_config(tmp_path / "c.yaml") == load_config(tmp_path / "c.toml")
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig.from_dict({"max_step": 3})
+
+
+def test_cli_train(tmp_path, records_file, splade_tiny_path, capsys):
+    import yaml
+
+    from lsr.cli import main
+
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=2)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert main(["train", "--config", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 2
+    assert load_config(tmp_path / "run" / "config.yaml") == cfg
