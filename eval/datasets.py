@@ -55,10 +55,14 @@ def _find(folder: Path, name: str) -> Path:
 
 def read_jsonl(path: Path, required: tuple[str, ...]):
     """Yield (line number, object) of a JSONL file, checking that `required` fields are present."""
-    line_no = 0
     try:
-        with _open_text(path) as handle:
-            for line_no, line in enumerate(handle, start=1):
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+            # decode line by line (not in chunks) so an encoding error is reported at its own line
+            for line_no, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise DatasetError(f"{path}:{line_no}: invalid UTF-8 ({error.reason})") from None
                 if not line.strip():
                     continue
                 try:
@@ -73,8 +77,6 @@ def read_jsonl(path: Path, required: tuple[str, ...]):
                     if not isinstance(record[name], (str, int)):
                         raise DatasetError(f"{path}:{line_no}: field {name!r} must be a string")
                 yield line_no, record
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}:{line_no + 1}: invalid UTF-8 ({error.reason})") from None
     except (OSError, EOFError) as error:
         raise DatasetError(f"{path}: unreadable ({error})") from None
 

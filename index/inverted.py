@@ -211,17 +211,20 @@ class InvertedIndex:
 
     def search(self, query_vectors, k: int = 10, threads: int | None = None):
         """Exact top-k by dot product. One query (1-D array or {term: weight}) gives one `SearchResult`;
-        a batch (CSR / 2-D array) gives a list. Ties are broken by doc number (build order)."""
+        a batch (CSR / 2-D array) gives a list. Ties are broken by doc number (build order).
+
+        Scores are float32 for 8-bit indexes and float64 for float32 indexes."""
         if not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         batch, single = as_query_batch(query_vectors, self.vocab_size)
         k = int(min(k, max(self.n_docs, 1)))
         n_workers = set_threads(threads, batch.shape[0])
+        score_dtype = np.float32 if self.quantization == "uint8" else np.float64
         docs, scores, counts = kernels.search_exhaustive(
             batch.indptr.astype(np.int64),
             batch.indices.astype(np.int32),
-            batch.data,
-            np.float32(self.scale),
+            batch.data.astype(score_dtype),
+            score_dtype(self.scale),
             self.offsets,
             self.post_docs,
             self.post_weights,

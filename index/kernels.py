@@ -35,12 +35,16 @@ def fill_postings(indptr, indices, weights, first_doc, cursor, post_docs, post_w
 
 @njit(cache=True)
 def accumulate_query(q_terms, q_weights, scale, offsets, post_docs, post_weights, acc):
-    """Term-at-a-time: add every posting of every query term into the score accumulator."""
+    """Term-at-a-time: add every posting of every query term into the score accumulator.
+
+    Arithmetic happens in the dtype of `q_weights` and `scale` (float32 for 8-bit indexes; float64 for
+    float32 indexes, where products of float32 values are exact and sums match a float64 reference).
+    """
     for i in range(q_terms.shape[0]):
         term = q_terms[i]
-        w = np.float32(q_weights[i] * scale)
+        w = q_weights[i] * scale
         for p in range(offsets[term], offsets[term + 1]):
-            acc[post_docs[p]] += w * np.float32(post_weights[p])
+            acc[post_docs[p]] += w * post_weights[p]
 
 
 @njit(cache=True)
@@ -61,12 +65,12 @@ def select_top_k(acc, k, heap_scores, heap_keys, heap_docs, out_scores, out_docs
 def search_exhaustive(q_indptr, q_indices, q_data, scale, offsets, post_docs, post_weights, n_docs, k, n_workers):
     """Exact top-k of a batch of CSR queries; queries are spread over `n_workers` parallel workers."""
     n_queries = q_indptr.shape[0] - 1
-    out_scores = np.zeros((n_queries, k), dtype=np.float32)
+    out_scores = np.zeros((n_queries, k), dtype=q_data.dtype)
     out_docs = np.full((n_queries, k), -1, dtype=np.int64)
     out_counts = np.zeros(n_queries, dtype=np.int64)
     for worker in prange(n_workers):
-        acc = np.zeros(n_docs, dtype=np.float32)
-        heap_scores = np.empty(k, dtype=np.float32)
+        acc = np.zeros(n_docs, dtype=q_data.dtype)
+        heap_scores = np.empty(k, dtype=q_data.dtype)
         heap_keys = np.empty(k, dtype=np.int64)
         heap_docs = np.empty(k, dtype=np.int64)
         for q in range(worker, n_queries, n_workers):

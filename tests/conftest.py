@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# ir_datasets fixes its cache paths when first imported: give the tests a private cache before that
+os.environ["IR_DATASETS_HOME"] = tempfile.mkdtemp(prefix="lsr-tests-ir-datasets-")
 
 from lsr.paths import shared_path
 
@@ -32,11 +38,8 @@ def splade_tiny(splade_tiny_path):
 
 
 @pytest.fixture
-def irds_home(tmp_path, monkeypatch):
-    """A private ir_datasets cache, so tests never touch the user's."""
+def irds_home():
+    """The tests' private ir_datasets cache (never the user's)."""
     import ir_datasets
 
-    home = tmp_path / "ir_datasets"
-    monkeypatch.setenv("IR_DATASETS_HOME", str(home))
-    monkeypatch.setattr(ir_datasets.util, "home_path", lambda: home)
-    return home
+    return ir_datasets.util.home_path()

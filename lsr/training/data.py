@@ -33,6 +33,13 @@ def read_jsonl_records(path: str | Path) -> Callable[[], Iterator[dict]]:
     return stream
 
 
+def hash_text(text: str) -> int:
+    """A stable (process-independent) integer of a string, for seeding."""
+    import zlib
+
+    return zlib.crc32(text.encode("utf-8"))
+
+
 def mine_negatives(dataset, method: str, depth: int, query_ids: list[str], cache: str | Path | None = None) -> dict[str, list[str]]:
     """Top-`depth` non-relevant doc ids per query, retrieved by BM25 or a saved model through `InvertedIndex`."""
     if cache is not None and Path(cache).is_file():
@@ -57,7 +64,12 @@ def mine_negatives(dataset, method: str, depth: int, query_ids: list[str], cache
     mined = {}
     for qid, result in zip(query_ids, results):
         relevant = dataset.qrels.get(qid, {})
-        mined[qid] = [d for d in result.doc_ids if relevant.get(d, 0) <= 0][:depth]
+        found = [d for d in result.doc_ids if relevant.get(d, 0) <= 0][:depth]
+        if not found:
+            # nothing retrieved (e.g. no query term in the corpus): random non-relevant documents instead
+            rng = np.random.default_rng(hash_text(qid))
+            found = [doc_ids[i] for i in rng.choice(len(doc_ids), depth, replace=False) if relevant.get(doc_ids[i], 0) <= 0]
+        mined[qid] = found
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         Path(cache).write_text(json.dumps(mined))

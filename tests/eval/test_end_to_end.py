@@ -1,0 +1,42 @@
+"""The acceptance path on real assets: splade-tiny on the full NFCorpus test split."""
+
+import pytest
+
+from lsr.eval import evaluate, load_dataset, run_from_results
+from lsr.eval.pipeline import evaluate_sparse
+from lsr.index.reference import exhaustive_search
+
+
+@pytest.fixture(scope="module")
+def nfcorpus_float32(splade_tiny, beir_mirror_path, tmp_path_factory):
+    dataset = load_dataset(beir_mirror_path / "nfcorpus", "test")
+    out = tmp_path_factory.mktemp("nfcorpus")
+    return dataset, out, evaluate_sparse(splade_tiny, dataset, out, quantization="float32")
+
+
+def test_index_equals_exhaustive_scoring(nfcorpus_float32, splade_tiny):
+    dataset, out, evaluation = nfcorpus_float32
+    from lsr.vectors import load_vectors
+
+    doc_vectors, doc_ids, _ = load_vectors(out / "doc_vectors.npz")
+    query_ids = list(dataset.queries)
+    reference = exhaustive_search(evaluation.query_vectors, doc_vectors, doc_ids, k=1000)
+    reference_run = run_from_results(query_ids, reference)
+    # float32 weights: the same run, document for document
+    for qid, result in zip(query_ids, reference):
+        assert list(evaluation.run[qid]) == result.doc_ids
+    assert evaluation.result["metrics"]["nDCG@10"] == evaluate(reference_run, dataset.qrels, ["nDCG@10"])["nDCG@10"]
+    # Lucene impact search over the same vectors (x100 integer weights) gives 0.3060 (shared/docs/background.md)
+    assert evaluation.result["metrics"]["nDCG@10"] == pytest.approx(0.306, abs=0.002)
+    efficiency = evaluation.result["efficiency"]
+    assert efficiency["avg_doc_nnz"] == pytest.approx(251.7, abs=0.1)
+    assert efficiency["avg_query_nnz"] == pytest.approx(15.6, abs=0.1)
+    assert (out / "run.trec").is_file() and (out / "index" / "manifest.json").is_file()
+
+
+def test_8bit_index_within_tolerance(nfcorpus_float32, splade_tiny):
+    dataset, out, evaluation = nfcorpus_float32
+    quantized = evaluate_sparse(splade_tiny, dataset, out, quantization="uint8")  # reuses cached vectors
+    gap = abs(quantized.result["metrics"]["nDCG@10"] - evaluation.result["metrics"]["nDCG@10"])
+    assert gap <= 0.003
+    assert quantized.result["efficiency"]["index_bytes"] < evaluation.result["efficiency"]["index_bytes"]
