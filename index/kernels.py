@@ -54,7 +54,9 @@ def select_top_k(acc, k, heap_scores, heap_keys, heap_docs, out_scores, out_docs
     for doc in range(acc.shape[0]):
         score = acc[doc]
         if score > 0:
-            size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, doc, doc)
+            # Cheap pre-check: most documents cannot enter a full heap (ties still go to heap_push).
+            if size < k or score >= heap_scores[0]:
+                size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, doc, doc)
             acc[doc] = 0
     n = size
     heap_drain_sorted(heap_scores, heap_keys, heap_docs, size, out_scores, out_docs)
