@@ -153,3 +153,19 @@ def test_cli_train(tmp_path, records_file, splade_tiny_path, capsys):
     assert main(["train", "--config", str(path)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 2
     assert load_config(tmp_path / "run" / "config.yaml") == cfg
+
+
+def test_dev_evaluation_keeps_best_checkpoint(tmp_path, records_file, splade_tiny_path):
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d{i}", "title": "", "text": f"{topic} study"} for i, topic in enumerate(TOPICS)]
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
+    (folder / "queries.jsonl").write_text("\n".join(json.dumps({"_id": f"q{i}", "text": t.split()[0]}) for i, t in enumerate(TOPICS)))
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(TOPICS))))
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=4, eval_every=2, eval_dataset=str(folder))
+    trainer = Trainer(cfg)
+    trainer.train()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "dev.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert trainer.best == max(r["dev_ndcg@10"] for r in rows)
+    assert (tmp_path / "run" / "best" / "lsr_config.json").is_file()
