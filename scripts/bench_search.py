@@ -181,7 +181,13 @@ def bench_corpus(name, levels, scale, ids, queries, oracle, args, report):
     bp_seconds = time.perf_counter() - start
     print(f"BP reordering: {bp_seconds:.1f} s ({args.bp_iterations} iterations per split)", flush=True)
     orders["BP order"] = bp_order
-    bp_index = None
+    for bs in args.extra_block_sizes:  # smaller blocks: tighter bounds, more of them
+        for label in ("input order", "BP order"):
+            start = time.perf_counter()
+            index = BlockMaxIndex.build(vectors, ids, block_size=bs, reorder=orders[label])
+            build_s = time.perf_counter() - start + (bp_seconds if label == "BP order" else 0)
+            run_ours(f"block-max bs={bs}", index, [(f"{s} [{label}]", kn) for s, kn in safe + approx[:2]], build_s,
+                     index.nbytes())
     for label, order in orders.items():
         start = time.perf_counter()
         index = BlockMaxIndex.build(vectors, ids, block_size=args.block_size, reorder=order)
@@ -189,7 +195,6 @@ def bench_corpus(name, levels, scale, ids, queries, oracle, args, report):
         print(f"block-max {label}: {index.n_block_entries} block entries, build {build_s:.1f} s", flush=True)
         run_ours(f"block-max bs={args.block_size}", index, [(f"{s} [{label}]", kn) for s, kn in safe], build_s, index.nbytes())
         if label == "BP order":
-            bp_index = index
             run_ours(f"block-max bs={args.block_size}", index, [(f"{s} [{label}]", kn) for s, kn in approx], build_s,
                      index.nbytes())
     if not args.skip_bmp:
@@ -197,7 +202,6 @@ def bench_corpus(name, levels, scale, ids, queries, oracle, args, report):
         bench_bmp(name, levels, ids, rows, truth, np.arange(n_docs), "input order", args, report)
     if not args.skip_seismic:
         bench_seismic(name, vectors, ids, rows, truth, args, report)
-    del bp_index
 
 
 def _timed(fn):
@@ -279,6 +283,7 @@ def main():
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=None, help="threads of the batch runs (default: all)")
     parser.add_argument("--block-size", type=int, default=32)
+    parser.add_argument("--extra-block-sizes", nargs="*", type=int, default=[8])
     parser.add_argument("--bp-iterations", type=int, default=10)
     parser.add_argument("--alphas", nargs="*", type=float, default=[0.9, 0.8])
     parser.add_argument("--betas", nargs="*", type=float, default=[0.5])
