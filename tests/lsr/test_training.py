@@ -169,3 +169,21 @@ def test_dev_evaluation_keeps_best_checkpoint(tmp_path, records_file, splade_tin
     assert [r["step"] for r in rows] == [2, 4]
     assert trainer.best == max(r["dev_ndcg@10"] for r in rows)
     assert (tmp_path / "run" / "best" / "lsr_config.json").is_file()
+
+
+def test_on_the_fly_teacher_ensemble(tmp_path, records_file, splade_tiny_path):
+    first = tiny_config(tmp_path / "teacher", records_file, splade_tiny_path, max_steps=1)
+    Trainer(first).train()
+    teacher_folder = str(tmp_path / "teacher" / "run" / "final")
+    # the saved masked LM doubles as a (random) dense teacher: only the plumbing is under test here
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=2,
+                      teachers=[{"kind": "dense", "path": teacher_folder, "weight": 1.0},
+                                {"kind": "sparse", "path": teacher_folder, "weight": 2.0}],
+                      losses=[{"name": "kl", "weight": 1.0}])
+    trainer = Trainer(cfg)
+    batch = {"queries": ["cancer tumor", "sleep"], "docs": ["cancer study", "sleep trial", "vitamin", "sleep melatonin"],
+             "group_size": 2, "teacher": None}
+    scores = [t(batch["queries"], batch["docs"], 2) for _, t in trainer.teachers]
+    assert all(s.shape == (2, 2) for s in scores)
+    history = trainer.train()["history"]
+    assert all(np.isfinite(h["kl"]) for h in history)
