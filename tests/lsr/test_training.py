@@ -187,3 +187,20 @@ def test_on_the_fly_teacher_ensemble(tmp_path, records_file, splade_tiny_path):
     assert all(s.shape == (2, 2) for s in scores)
     history = trainer.train()["history"]
     assert all(np.isfinite(h["kl"]) for h in history)
+
+
+def test_separate_query_tower_is_saved_and_loaded(tmp_path, records_file, splade_tiny_path):
+    from lsr import SpladeEncoder
+
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=1, model={"shared": False},
+                      regularizers=[{"kind": "l1", "side": "query", "weight": 1e-3},
+                                    {"kind": "l0_mask", "side": "doc", "weight": 1e-3, "threshold": 10}])
+    trainer = Trainer(cfg)
+    trainer.train()
+    assert trainer.model.query_tower is not trainer.model.doc_tower
+    doc_encoder, query_encoder = load_engine_encoders(tmp_path / "run" / "final", device="cpu", show_progress=False)
+    assert isinstance(query_encoder, SpladeEncoder) and query_encoder is not doc_encoder
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model.encode_queries(["cancer vitamin"], 16).numpy()
+    np.testing.assert_allclose(query_encoder.encode_queries(["cancer vitamin"]).toarray(), expected, atol=1e-5)
