@@ -103,7 +103,9 @@ def run_all(out: Path, names: list[str], model: str) -> None:
 
     test = load_dataset("nfcorpus", "test")
     out.mkdir(parents=True, exist_ok=True)
-    for name, fn in (("bm25", lambda: bm25_point(test)), ("splade-tiny", lambda: baseline(model, out, test))):
+    baselines = (("bm25", lambda: bm25_point(test)), ("splade-tiny", lambda: baseline(model, out, test)),
+                 ("splade-tiny-idf-queries", lambda: idf_query_baseline(out, test)))
+    for name, fn in baselines:
         target = out / name / "result.json"
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +139,30 @@ def baseline(model: str, out: Path, test) -> dict:
         (folder / "lsr_config.json").write_text(json.dumps({"doc_max_length": BASE["data"]["doc_max_length"],
                                                             "query_max_length": BASE["data"]["query_max_length"]}))
     return evaluate_model(folder, out / "splade-tiny" / "eval", test, "splade-tiny (no fine-tuning)")
+
+
+def idf_query_baseline(out: Path, test) -> dict:
+    """Inference-free without training: splade-tiny document vectors (reused) and IDF-weighted query tokens."""
+    import shutil
+
+    from lsr import InferenceFreeQueryEncoder
+    from lsr.eval.pipeline import evaluate_sparse
+    from lsr.texts import document_text
+    from lsr.vectors import load_vectors
+
+    folder = out / "splade-tiny" / "model"
+    target = out / "splade-tiny-idf-queries" / "eval"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "splade-tiny" / "eval" / "doc_vectors.npz", target / "doc_vectors.npz")
+    from lsr.training.models import load_engine_encoders
+
+    doc_encoder, _ = load_engine_encoders(folder, show_progress=False)
+    texts = [document_text(d) for d in test.corpus.values()]
+    query_encoder = InferenceFreeQueryEncoder.from_corpus(doc_encoder.tokenizer, texts, max_length=BASE["data"]["query_max_length"])
+    system = "splade-tiny docs + IDF queries (no training)"
+    evaluation = evaluate_sparse(doc_encoder, test, target, query_encoder=query_encoder, system=system)
+    doc_vectors, _, _ = load_vectors(target / "doc_vectors.npz")
+    return summarise(system, evaluation.result, flops_metric(evaluation.query_vectors, doc_vectors))
 
 
 def report(out: Path, docs: Path) -> None:
