@@ -62,7 +62,7 @@ def simulate_1m(levels, ids, seed):
         for _ in range(10):
             keep = rng.random(levels.nnz) < 0.8
             data = np.clip(np.rint(levels.data * rng.uniform(0.8, 1.2, levels.nnz)), 1, 255) * keep
-            copy = sp.csr_matrix((data.astype(np.uint8), levels.indices, levels.indptr), shape=levels.shape)
+            copy = sp.csr_matrix((data.astype(np.uint8), levels.indices.copy(), levels.indptr.copy()), shape=levels.shape)
             copy.eliminate_zeros()
             copies.append(copy)
         n = levels.shape[0]
@@ -173,8 +173,10 @@ def bench_corpus(name, levels, scale, ids, queries, oracle, args, report):
     run_ours("exhaustive", exact, [("exact", {})], exact_build, exact.nbytes())
     safe = [("alpha=1 beta=1 (safe)", {})]
     approx = [(f"alpha={a}", {"alpha": a}) for a in args.alphas] + [(f"beta={b}", {"beta": b}) for b in args.betas]
-    orders = {"input order": False, "random order": np.random.default_rng(1).permutation(n_docs)}
-    if oracle is not None:
+    orders = {"input order": False}
+    if oracle is None:
+        orders["random order"] = np.random.default_rng(1).permutation(n_docs)
+    else:  # the simulation's input order is already random
         orders["oracle order (copies adjacent)"] = oracle
     start = time.perf_counter()
     bp_order = reorder_documents(vectors, iterations=args.bp_iterations, leaf_size=args.block_size, align=args.block_size)
