@@ -33,6 +33,8 @@ BASE = {
 RUNS = {
     "flops": {"regularizers": [{"kind": "flops", "side": "query", "weight": 1e-2, "warmup_steps": 10},
                                {"kind": "flops", "side": "doc", "weight": 2e-2, "warmup_steps": 10}]},
+    "flops_light": {"regularizers": [{"kind": "flops", "side": "query", "weight": 1e-3, "warmup_steps": 10},
+                                     {"kind": "flops", "side": "doc", "weight": 2e-3, "warmup_steps": 10}]},
     "inference_free_idf_flops": {"model": {"kind": "inference_free"},
                                  "regularizers": [{"kind": "idf_flops", "side": "doc", "weight": 2e-2, "warmup_steps": 10}]},
     "hard_concrete": {"model": {"doc_gates": True, "query_gates": True, "gate_init": 0.9}, "gate_lr": 0.3,
