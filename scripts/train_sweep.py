@@ -33,6 +33,7 @@ BASE = {
 RUNS = {
     "flops": {"regularizers": [{"kind": "flops", "side": "query", "weight": 1e-2, "warmup_steps": 10},
                                {"kind": "flops", "side": "doc", "weight": 2e-2, "warmup_steps": 10}]},
+    "no_regularizer": {"regularizers": []},  # control: how much sparsity fine-tuning alone changes
     "flops_light": {"regularizers": [{"kind": "flops", "side": "query", "weight": 1e-3, "warmup_steps": 10},
                                      {"kind": "flops", "side": "doc", "weight": 2e-3, "warmup_steps": 10}]},
     "inference_free_idf_flops": {"model": {"kind": "inference_free"},
