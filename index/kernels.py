@@ -51,13 +51,16 @@ def accumulate_query(q_terms, q_weights, scale, offsets, post_docs, post_weights
 def select_top_k(acc, k, heap_scores, heap_keys, heap_docs, out_scores, out_docs):
     """Top-k of the non-zero accumulator entries (ties: smaller doc first); resets `acc` to zero."""
     size = 0
+    # Documents come in increasing order, so a later document never wins a tie: entering the heap needs a
+    # score strictly above `floor` (0, then the heap's worst). One predictable branch per document.
+    floor = acc.dtype.type(0)
     for doc in range(acc.shape[0]):
         score = acc[doc]
-        if score > 0:
-            # Cheap pre-check: most documents cannot enter a full heap (ties still go to heap_push).
-            if size < k or score >= heap_scores[0]:
-                size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, doc, doc)
-            acc[doc] = 0
+        acc[doc] = 0
+        if score > floor:
+            size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, doc, doc)
+            if size == k:
+                floor = heap_scores[0]
     n = size
     heap_drain_sorted(heap_scores, heap_keys, heap_docs, size, out_scores, out_docs)
     return n
