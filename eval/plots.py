@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
@@ -29,6 +30,8 @@ def _scatter(results: list[dict], x_of, measure: str, x_label: str, path: Path, 
         axis.set_ylabel(measure)
         if log_x:
             axis.set_xscale("log")
+            # Minor-tick labels overlap when the data span less than a decade.
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.grid(True, alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
