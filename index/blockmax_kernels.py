@@ -23,11 +23,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .prefetch import prefetch
 from .topk import heap_drain_sorted, heap_push
 
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 N_BUCKETS = 1024
 MASK_BITS = 64  # queries with at most this many terms use the recorded-entry scoring path
+PROBE_MIN_BLOCKS = 16  # phase 1 of the search scores at least this many blocks in bound order ...
+PROBE_DIVISOR = 64  # ... or 1/PROBE_DIVISOR of the candidate blocks, before sweeping the rest in block order
+PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
 
 
 @njit(cache=True)
@@ -168,7 +172,7 @@ def _select_terms(q_terms, q_weights, beta):
     return q_terms[keep], q_weights[keep]
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _lower_bound(values, lo, hi, target):
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -179,7 +183,7 @@ def _lower_bound(values, lo, hi, target):
     return lo
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _score_docs(b, block_size, n_docs, order, acc, heap_scores, heap_keys, heap_docs, size, k):
     """Offer the scored documents of block b to the heap (key = build-input position) and clear `acc`."""
     first = b * block_size
@@ -192,26 +196,26 @@ def _score_docs(b, block_size, n_docs, order, acc, heap_scores, heap_keys, heap_
     return size
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _add_postings(start, end, w, fw_post, acc):
     for p in range(start, end):
         v = fw_post[p]
         acc[v >> 8] += w * np.float32(v & 255)
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _score_block_masked(b, nq, ws, mask, slot_post, slot_count, fw_post_base, fw_post, acc):
     """Score block b from the postings recorded while bounding (query term i present iff bit i)."""
     m = mask[b]
     base = fw_post_base[b]
     for i in range(nq):
         if (m >> np.uint64(i)) & np.uint64(1):
-            s = np.int64(b) * MASK_BITS + i
+            s = np.int64(b) * nq + i
             start = base + slot_post[s]
             _add_postings(start, start + slot_count[s], ws[i], fw_post, acc)
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _score_block_search(b, terms, ws, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc):
     """Score block b by merging the query terms into the block's sorted term list (long queries)."""
     end = fw_offsets[b + 1]
@@ -225,6 +229,30 @@ def _score_block_search(b, terms, ws, fw_offsets, fw_post_base, fw_terms, fw_rel
             start = base + (fw_rel_end[pos - 1] if pos > fw_offsets[b] else 0)
             _add_postings(start, base + fw_rel_end[pos], ws[i], fw_post, acc)
             pos += 1
+
+
+@njit(inline="always", cache=True)
+def _prefetch_block(b, nq, masked, mask, slot_post, block_size, order, fw_post_base, fw_post):
+    """Ask for block b's query-term postings (and its ids) ahead of scoring it."""
+    prefetch(order, b * block_size)
+    if masked:
+        m = mask[b]
+        base = fw_post_base[b]
+        for i in range(nq):
+            if (m >> np.uint64(i)) & np.uint64(1):
+                prefetch(fw_post, base + slot_post[np.int64(b) * nq + i])
+
+
+@njit(inline="always", cache=True)
+def _score_block(c, cand, nq, terms, ws, masked, mask, slot_post, slot_count, block_size, n_docs, order, fw_offsets,
+                 fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k):
+    """Score candidate c's block exactly and offer its documents to the heap; returns the heap size."""
+    b = cand[c]
+    if masked:
+        _score_block_masked(b, nq, ws, mask, slot_post, slot_count, fw_post_base, fw_post, acc)
+    else:
+        _score_block_search(b, terms, ws, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc)
+    return _score_docs(b, block_size, n_docs, order, acc, heap_scores, heap_keys, heap_docs, size, k)
 
 
 @njit(cache=True)
@@ -259,7 +287,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             ub[b] += w * np.float32(bm_max[e])
             if masked:
                 mask[b] |= bit
-                s = np.int64(b) * MASK_BITS + i
+                s = np.int64(b) * nq + i
                 slot_post[s] = bm_post[e]
                 slot_count[s] = bm_count[e]
     n_cand = 0
@@ -296,6 +324,11 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             j = n_buckets - 1 - min(n_buckets - 1, int((cand_ub[c] - lo) / width))
             sorted_blocks[fill[j]] = c
             fill[j] += 1
+        # Phase 1: blocks in decreasing bound order (bucketed) until the threshold beats the next bucket
+        # or `budget` blocks are scored; this sets a threshold close to the final one.
+        budget = max(PROBE_MIN_BLOCKS, n_cand // PROBE_DIVISOR)
+        scored = 0
+        sweep = False
         for j in range(n_buckets):
             if bucket_start[j] == bucket_start[j + 1]:
                 continue
@@ -306,18 +339,47 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             if theta > alpha * bucket_max[j]:
                 break
             for s in range(bucket_start[j], bucket_start[j + 1]):
+                if s + PREFETCH_AHEAD < n_cand:
+                    _prefetch_block(cand[sorted_blocks[s + PREFETCH_AHEAD]], nq, masked, mask, slot_post, block_size,
+                                    order, fw_post_base, fw_post)
                 c = sorted_blocks[s]
                 theta = theta0
                 if size == k and heap_scores[0] > theta:
                     theta = heap_scores[0]
                 if theta > alpha * cand_ub[c]:
                     continue
-                b = cand[c]
-                if masked:
-                    _score_block_masked(b, nq, ws, mask, slot_post, slot_count, fw_post_base, fw_post, acc)
-                else:
-                    _score_block_search(b, terms, ws, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc)
-                size = _score_docs(b, block_size, n_docs, order, acc, heap_scores, heap_keys, heap_docs, size, k)
+                size = _score_block(c, cand, nq, terms, ws, masked, mask, slot_post, slot_count, block_size, n_docs,
+                                    order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores,
+                                    heap_keys, heap_docs, size, k)
+                cand_ub[c] = -1.0  # scored
+                scored += 1
+            if scored >= budget:
+                sweep = True
+                break
+        # Phase 2: the remaining candidates in ascending block order, which reads the forward index
+        # and the recorded entries sequentially instead of at random (the scoring cost is memory latency).
+        if sweep:
+            theta = theta0
+            if size == k and heap_scores[0] > theta:
+                theta = heap_scores[0]
+            n_todo = 0
+            for c in range(n_cand):  # the threshold only rises: later checks drop more of these
+                if cand_ub[c] >= 0 and theta <= alpha * cand_ub[c]:
+                    sorted_blocks[n_todo] = c
+                    n_todo += 1
+            for s in range(n_todo):
+                if s + PREFETCH_AHEAD < n_todo:
+                    _prefetch_block(cand[sorted_blocks[s + PREFETCH_AHEAD]], nq, masked, mask, slot_post, block_size,
+                                    order, fw_post_base, fw_post)
+                c = sorted_blocks[s]
+                theta = theta0
+                if size == k and heap_scores[0] > theta:
+                    theta = heap_scores[0]
+                if theta > alpha * cand_ub[c]:
+                    continue
+                size = _score_block(c, cand, nq, terms, ws, masked, mask, slot_post, slot_count, block_size, n_docs,
+                                    order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores,
+                                    heap_keys, heap_docs, size, k)
         for c in range(n_cand):
             mask[cand[c]] = 0
     n = size

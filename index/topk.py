@@ -16,7 +16,7 @@ def _worse(score_a, key_a, score_b, key_b):
     return score_a < score_b or (score_a == score_b and key_a > key_b)
 
 
-@njit
+@njit(inline="always")
 def heap_push(heap_scores, heap_keys, heap_docs, size, k, score, key, doc):
     """Offer (score, key, doc); returns the new heap size. Root (index 0) is the worst entry."""
     if size < k:
@@ -41,7 +41,7 @@ def heap_push(heap_scores, heap_keys, heap_docs, size, k, score, key, doc):
     return size
 
 
-@njit
+@njit(inline="always")
 def _sift_down(heap_scores, heap_keys, heap_docs, size, score, key, doc):
     i = 0
     while True:
@@ -62,7 +62,7 @@ def _sift_down(heap_scores, heap_keys, heap_docs, size, score, key, doc):
     heap_docs[i] = doc
 
 
-@njit
+@njit(inline="always")
 def heap_drain_sorted(heap_scores, heap_keys, heap_docs, size, out_scores, out_docs):
     """Write the heap's entries best first into `out_scores` / `out_docs`; empties the heap."""
     while size > 0:
