@@ -23,10 +23,11 @@ from .results import SearchResult
 from .storage import IndexFormatError, folder_bytes, load_folder, save_folder
 
 FORMAT_NAME = "lsr.blockmax"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MIN_BLOCK, MAX_BLOCK = 1, 128  # document offsets inside a block are stored as uint8
 ARRAYS = (
-    "order", "bm_offsets", "bm_blocks", "bm_max", "bm_post", "bm_count", "kth_levels",
+    "order", "bm_offsets", "bm_blocks", "bm_max", "bm_post", "bm_count", "dense_row", "dense_max", "dense_slot",
+    "kth_levels",
     "fw_offsets", "fw_post_base", "fw_terms", "fw_rel_end", "fw_post",
 )
 
@@ -119,14 +120,14 @@ def _build(indptr, indices, levels, scale, vocab_size, doc_ids, block_size, reor
     fw_offsets, fw_post_base, fw_rel_end, entry_max, fw_post = bk.build_forward(
         indptr, indices, levels, order, block_size, n_entries, fw_terms, vocab_size
     )
-    bm_offsets, bm_blocks, bm_max, bm_post, bm_count = bk.build_block_max(
-        fw_offsets, fw_terms, fw_rel_end, entry_max, term_blocks
+    bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot = bk.split_dense(
+        *bk.build_block_max(fw_offsets, fw_terms, fw_rel_end, entry_max, term_blocks), fw_offsets.shape[0] - 1
     )
     kth_levels = bk.kth_largest_levels(indices, levels, vocab_size, bk.KTH)
     info["build_seconds"] = round(time.perf_counter() - start, 3)
     arrays = dict(
         order=order, bm_offsets=bm_offsets, bm_blocks=bm_blocks, bm_max=bm_max, bm_post=bm_post, bm_count=bm_count,
-        kth_levels=kth_levels, fw_offsets=fw_offsets, fw_post_base=fw_post_base, fw_terms=fw_terms,
+        dense_row=dense_row, dense_max=dense_max, dense_slot=dense_slot, kth_levels=kth_levels, fw_offsets=fw_offsets, fw_post_base=fw_post_base, fw_terms=fw_terms,
         fw_rel_end=fw_rel_end, fw_post=fw_post,
     )
     return BlockMaxIndex(arrays, scale, block_size, doc_ids, vocab_size, model_name, tokenizer_fingerprint, info)
@@ -184,7 +185,13 @@ class BlockMaxIndex:
 
     @property
     def n_block_entries(self) -> int:
-        return int(self.bm_blocks.shape[0])
+        """Number of (block, term) pairs with postings (the forward index's term entries)."""
+        return int(self.fw_terms.shape[0])
+
+    @property
+    def n_dense_terms(self) -> int:
+        """Terms whose block maxima are stored densely (non-empty in >= 1/DENSE_DIVISOR of the blocks)."""
+        return int(self.dense_max.shape[0] // max(self.n_blocks, 1))
 
     def nbytes(self) -> int:
         """Bytes of the arrays in memory (the saved folder adds doc ids and the manifest)."""
@@ -208,8 +215,8 @@ class BlockMaxIndex:
         docs, scores, counts = bk.search_batch(
             batch.indptr.astype(np.int64), batch.indices.astype(np.int32), batch.data, np.float32(self.scale),
             np.float32(alpha), float(beta), k, kth_row, self.block_size, self.n_docs, self.order,
-            self.bm_offsets, self.bm_blocks, self.bm_max, self.bm_post, self.bm_count, self.kth_levels,
-            self.fw_offsets, self.fw_post_base, self.fw_terms, self.fw_rel_end, self.fw_post, n_workers,
+            self.bm_offsets, self.bm_blocks, self.bm_max, self.bm_post, self.bm_count, self.dense_row,
+            self.dense_max, self.dense_slot, self.kth_levels, self.fw_offsets, self.fw_post_base, self.fw_terms, self.fw_rel_end, self.fw_post, n_workers,
         )
         results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.shape[0])]
         return results[0] if single else results
@@ -263,10 +270,14 @@ def _check_consistency(index: BlockMaxIndex, manifest: dict, path) -> None:
     if index.n_blocks != n_blocks or index.fw_post_base.shape[0] != n_blocks + 1:
         problems.append("block arrays disagree with n_docs / block_size")
     entries = index.n_block_entries
-    entry_arrays = ("bm_blocks", "bm_max", "bm_post", "bm_count", "fw_terms", "fw_rel_end")
-    if not (int(index.bm_offsets[-1]) == entries == int(index.fw_offsets[-1])
-            and all(index.arrays[name].shape[0] == entries for name in entry_arrays)):
+    sparse = int(index.bm_offsets[-1])
+    if not (entries == int(index.fw_offsets[-1]) == index.fw_rel_end.shape[0]
+            and all(index.arrays[name].shape[0] == sparse for name in ("bm_blocks", "bm_max", "bm_post", "bm_count"))):
         problems.append("block entry arrays disagree")
+    n_dense = int(np.count_nonzero(index.dense_row >= 0))
+    if (index.dense_row.shape[0] != index.vocab_size
+            or not index.dense_max.shape[0] == index.dense_slot.shape[0] == n_dense * n_blocks):
+        problems.append("dense block-max rows disagree with the vocabulary or the number of blocks")
     if not (index.n_postings == int(index.fw_post_base[-1]) == manifest["n_postings"]):
         problems.append("forward postings disagree")
     if problems:

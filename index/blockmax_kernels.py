@@ -2,10 +2,15 @@
 
 Layout (internal document ids = positions after reordering; block b holds ids b*B .. b*B+B-1):
 
-- block maxima, term-major: for term t, entries `bm_offsets[t]:bm_offsets[t + 1]` of `bm_blocks`
-  (ids of the term's non-empty blocks, ascending), `bm_max` (the largest uint8 level of t in that block),
-  and `bm_post` / `bm_count`: where the block's forward postings of t start (relative to `fw_post_base[b]`)
-  and how many there are, so scoring a block for a short query needs no lookup in its term list;
+- block maxima of rare terms (non-empty in fewer than 1/DENSE_DIVISOR of the blocks), term-major: for
+  term t, entries `bm_offsets[t]:bm_offsets[t + 1]` of `bm_blocks` (ids of the term's non-empty blocks,
+  ascending), `bm_max` (the largest uint8 level of t in that block), and `bm_post` / `bm_count`: where the
+  block's forward postings of t start (relative to `fw_post_base[b]`) and how many there are, so scoring
+  a block for a short query needs no lookup in its term list;
+- block maxima of frequent terms, dense (no larger than the sparse form at that density, and bounded
+  with a vectorised pass instead of a scatter): term t with `dense_row[t] = r >= 0` owns
+  `dense_max[r * n_blocks + b]` (0: absent) and `dense_slot[r * n_blocks + b]` = `start << 8 | count` of
+  its postings in block b;
 - forward index, block-major and term-major inside a block: block b owns entries
   `fw_offsets[b]:fw_offsets[b + 1]` of `fw_terms` (ascending); entry e's postings are
   `fw_post_base[b] + (fw_rel_end[e - 1] or 0) .. fw_post_base[b] + fw_rel_end[e]` of `fw_post`, each
@@ -29,6 +34,7 @@ from .topk import heap_drain_sorted, heap_push
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 N_BUCKETS = 1024
 MASK_BITS = 64  # queries with at most this many terms use the recorded-entry scoring path
+DENSE_DIVISOR = 5  # a term non-empty in at least 1/DENSE_DIVISOR of the blocks gets dense block maxima
 PROBE_MIN_BLOCKS = 16  # phase 1 of the search scores at least this many blocks in bound order ...
 PROBE_DIVISOR = 64  # ... or 1/PROBE_DIVISOR of the candidate blocks, before sweeping the rest in block order
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
@@ -139,6 +145,45 @@ def build_block_max(fw_offsets, fw_terms, fw_rel_end, entry_max, term_blocks):
 
 
 @njit(cache=True)
+def split_dense(bm_offsets, bm_blocks, bm_max, bm_post, bm_count, n_blocks):
+    """Move the block maxima of frequent terms into dense rows; returns the rare terms' lists and the rows."""
+    vocab_size = bm_offsets.shape[0] - 1
+    dense_row = np.full(vocab_size, -1, dtype=np.int32)
+    n_dense = 0
+    n_sparse = 0
+    for t in range(vocab_size):
+        n = bm_offsets[t + 1] - bm_offsets[t]
+        if n > 0 and n * DENSE_DIVISOR >= n_blocks:
+            dense_row[t] = n_dense
+            n_dense += 1
+        else:
+            n_sparse += n
+    dense_max = np.zeros(n_dense * n_blocks, dtype=np.uint8)
+    dense_slot = np.zeros(n_dense * n_blocks, dtype=np.uint32)
+    sp_offsets = np.zeros(vocab_size + 1, dtype=np.int64)
+    sp_blocks = np.empty(n_sparse, dtype=np.int32)
+    sp_max = np.empty(n_sparse, dtype=np.uint8)
+    sp_post = np.empty(n_sparse, dtype=np.uint32)
+    sp_count = np.empty(n_sparse, dtype=np.uint8)
+    pos = 0
+    for t in range(vocab_size):
+        r = dense_row[t]
+        for e in range(bm_offsets[t], bm_offsets[t + 1]):
+            if r >= 0:
+                cell = np.int64(r) * n_blocks + bm_blocks[e]
+                dense_max[cell] = bm_max[e]
+                dense_slot[cell] = (np.uint32(bm_post[e]) << np.uint32(8)) | np.uint32(bm_count[e])
+            else:
+                sp_blocks[pos] = bm_blocks[e]
+                sp_max[pos] = bm_max[e]
+                sp_post[pos] = bm_post[e]
+                sp_count[pos] = bm_count[e]
+                pos += 1
+        sp_offsets[t + 1] = pos
+    return sp_offsets, sp_blocks, sp_max, sp_post, sp_count, dense_row, dense_max, dense_slot
+
+
+@njit(cache=True)
 def kth_largest_levels(indices, levels, vocab_size, kth):
     """kth_levels[j, t] = the kth[j]-th largest level of term t over all documents (0 if fewer)."""
     hist = np.zeros((vocab_size, 256), dtype=np.int64)
@@ -173,102 +218,97 @@ def _select_terms(q_terms, q_weights, beta):
 
 
 @njit(inline="always", cache=True)
-def _lower_bound(values, lo, hi, target):
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if values[mid] < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+def _prefetch_block(b, far, terms, rows, masked, mask, slot_post, n_blocks, dense_slot, block_size, order,
+                    fw_post_base, fw_post):
+    """Two-stage prefetch: block `far`'s posting locations, then block b's postings (located by now)."""
+    nq = terms.shape[0]
+    if far >= 0:
+        for i in range(nq):
+            if rows[i] >= 0:
+                prefetch(dense_slot, np.int64(rows[i]) * n_blocks + far)
+        prefetch(fw_post_base, far)
+    if b >= 0:
+        prefetch(order, b * block_size)
+        base = fw_post_base[b]
+        for i in range(nq):
+            r = rows[i]
+            if r >= 0:
+                prefetch(fw_post, base + np.int64(dense_slot[np.int64(r) * n_blocks + b] >> np.uint32(8)))
+            elif masked and (mask[b] >> np.uint64(i)) & np.uint64(1):
+                prefetch(fw_post, base + slot_post[np.int64(b) * nq + i])
 
 
 @njit(inline="always", cache=True)
-def _score_docs(b, block_size, n_docs, order, acc, heap_scores, heap_keys, heap_docs, size, k):
-    """Offer the scored documents of block b to the heap (key = build-input position) and clear `acc`."""
+def _score_block(b, terms, ws, rows, masked, mask, slot_post, slot_count, n_blocks, dense_slot, block_size, n_docs,
+                 order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys,
+                 heap_docs, size, k):
+    """Score block b exactly (query terms in ascending order) and offer its documents to the heap.
+
+    One function body, no calls: every call with array arguments costs atomic reference counting.
+    """
+    base = fw_post_base[b]
+    nq = terms.shape[0]
+    m = mask[b] if masked else np.uint64(0)
+    lo = fw_offsets[b]
+    for i in range(nq):
+        # Where term i's postings lie in block b: dense row, recorded entry, or (long queries) search.
+        r = rows[i]
+        if r >= 0:
+            v = dense_slot[np.int64(r) * n_blocks + b]
+            start = np.int64(v >> np.uint32(8))
+            end = start + np.int64(v & np.uint32(255))
+        elif masked:
+            if (m >> np.uint64(i)) & np.uint64(1):
+                s = np.int64(b) * nq + i
+                start = np.int64(slot_post[s])
+                end = start + np.int64(slot_count[s])
+            else:
+                continue
+        else:
+            hi = fw_offsets[b + 1]
+            while lo < hi:  # terms ascend, so the search resumes where the previous one ended
+                mid = (lo + hi) >> 1
+                if fw_terms[mid] < terms[i]:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo == fw_offsets[b + 1] or fw_terms[lo] != terms[i]:
+                continue
+            start = np.int64(fw_rel_end[lo - 1]) if lo > fw_offsets[b] else np.int64(0)
+            end = np.int64(fw_rel_end[lo])
+        w = ws[i]
+        for p in range(base + start, base + end):
+            v16 = fw_post[p]
+            acc[v16 >> 8] += w * np.float32(v16 & 255)
     first = b * block_size
     for d in range(min(block_size, n_docs - first)):
         score = acc[d]
         if score > 0:
             acc[d] = 0
-            key = order[first + d]
-            size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, key, key)
+            if size < k or score >= heap_scores[0]:  # most documents lose without a call
+                key = order[first + d]
+                size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, key, key)
     return size
-
-
-@njit(inline="always", cache=True)
-def _add_postings(start, end, w, fw_post, acc):
-    for p in range(start, end):
-        v = fw_post[p]
-        acc[v >> 8] += w * np.float32(v & 255)
-
-
-@njit(inline="always", cache=True)
-def _score_block_masked(b, nq, ws, mask, slot_post, slot_count, fw_post_base, fw_post, acc):
-    """Score block b from the postings recorded while bounding (query term i present iff bit i)."""
-    m = mask[b]
-    base = fw_post_base[b]
-    for i in range(nq):
-        if (m >> np.uint64(i)) & np.uint64(1):
-            s = np.int64(b) * nq + i
-            start = base + slot_post[s]
-            _add_postings(start, start + slot_count[s], ws[i], fw_post, acc)
-
-
-@njit(inline="always", cache=True)
-def _score_block_search(b, terms, ws, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc):
-    """Score block b by merging the query terms into the block's sorted term list (long queries)."""
-    end = fw_offsets[b + 1]
-    pos = fw_offsets[b]
-    for i in range(terms.shape[0]):
-        pos = _lower_bound(fw_terms, pos, end, terms[i])
-        if pos == end:
-            break
-        if fw_terms[pos] == terms[i]:
-            base = fw_post_base[b]
-            start = base + (fw_rel_end[pos - 1] if pos > fw_offsets[b] else 0)
-            _add_postings(start, base + fw_rel_end[pos], ws[i], fw_post, acc)
-            pos += 1
-
-
-@njit(inline="always", cache=True)
-def _prefetch_block(b, nq, masked, mask, slot_post, block_size, order, fw_post_base, fw_post):
-    """Ask for block b's query-term postings (and its ids) ahead of scoring it."""
-    prefetch(order, b * block_size)
-    if masked:
-        m = mask[b]
-        base = fw_post_base[b]
-        for i in range(nq):
-            if (m >> np.uint64(i)) & np.uint64(1):
-                prefetch(fw_post, base + slot_post[np.int64(b) * nq + i])
-
-
-@njit(inline="always", cache=True)
-def _score_block(c, cand, nq, terms, ws, masked, mask, slot_post, slot_count, block_size, n_docs, order, fw_offsets,
-                 fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k):
-    """Score candidate c's block exactly and offer its documents to the heap; returns the heap size."""
-    b = cand[c]
-    if masked:
-        _score_block_masked(b, nq, ws, mask, slot_post, slot_count, fw_post_base, fw_post, acc)
-    else:
-        _score_block_search(b, terms, ws, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc)
-    return _score_docs(b, block_size, n_docs, order, acc, heap_scores, heap_keys, heap_docs, size, k)
 
 
 @njit(cache=True)
 def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
-               bm_offsets, bm_blocks, bm_max, bm_post, bm_count, kth_levels, fw_offsets, fw_post_base, fw_terms,
-               fw_rel_end, fw_post, ub, mask, slot_post, slot_count, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks,
-               heap_scores, heap_keys, heap_docs, out_scores, out_docs):
+               bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
+               fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ub, mask, slot_post, slot_count, acc, cand,
+               cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores,
+               out_docs):
     """Block-Max Pruning top-k of one query; returns the number of results written to out_*.
 
     Every buffer argument is per worker; `ub` and `mask` must be all zero on entry and are left so.
     """
     terms, raw = _select_terms(q_terms, q_weights, beta)
     nq = terms.shape[0]
+    n_blocks = ub.shape[0]
     ws = np.empty(nq, dtype=np.float32)
+    rows = np.empty(nq, dtype=np.int64)
     for i in range(nq):
         ws[i] = np.float32(raw[i] * scale)
+        rows[i] = dense_row[terms[i]]
     # Initial threshold: a document holding a term's kth-largest level scores at least that term's share.
     theta0 = np.float32(0.0)
     if kth_row >= 0:
@@ -276,11 +316,18 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             v = ws[i] * np.float32(kth_levels[kth_row, terms[i]])
             if v > theta0:
                 theta0 = v
-    # Bounds; for short queries also remember where each block keeps each query term, so scoring a
-    # block needs no search in its term list.
+    # Bounds, term by term in ascending term order (as scores are summed): a vectorised pass over the
+    # dense rows of frequent terms, a scatter for rare terms, which for short queries also records where
+    # each block keeps the term, so scoring a block needs no search in its term list.
     masked = nq <= MASK_BITS
     for i in range(nq):
         w = ws[i]
+        r = rows[i]
+        if r >= 0:
+            row = dense_max[np.int64(r) * n_blocks : np.int64(r + 1) * n_blocks]
+            for b in range(n_blocks):
+                ub[b] += w * np.float32(row[b])
+            continue
         bit = np.uint64(1) << np.uint64(i)
         for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
             b = bm_blocks[e]
@@ -292,18 +339,17 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                 slot_count[s] = bm_count[e]
     n_cand = 0
     hi = np.float32(0.0)
-    for b in range(ub.shape[0]):
+    for b in range(n_blocks):
         u = ub[b]
-        if u > 0:
-            ub[b] = 0
-            if u >= theta0:
-                cand[n_cand] = b
-                cand_ub[n_cand] = u
-                n_cand += 1
-                if u > hi:
-                    hi = u
-            else:
-                mask[b] = 0
+        ub[b] = 0
+        if u > 0 and u >= theta0:
+            cand[n_cand] = b
+            cand_ub[n_cand] = u
+            n_cand += 1
+            if u > hi:
+                hi = u
+        elif masked:
+            mask[b] = 0
     size = 0
     if n_cand > 0:
         # Bucket sort of the candidate bounds (descending) instead of a full sort.
@@ -339,49 +385,52 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             if theta > alpha * bucket_max[j]:
                 break
             for s in range(bucket_start[j], bucket_start[j + 1]):
-                if s + PREFETCH_AHEAD < n_cand:
-                    _prefetch_block(cand[sorted_blocks[s + PREFETCH_AHEAD]], nq, masked, mask, slot_post, block_size,
-                                    order, fw_post_base, fw_post)
+                near = cand[sorted_blocks[s + PREFETCH_AHEAD]] if s + PREFETCH_AHEAD < n_cand else -1
+                far = cand[sorted_blocks[s + 2 * PREFETCH_AHEAD]] if s + 2 * PREFETCH_AHEAD < n_cand else -1
+                _prefetch_block(near, far, terms, rows, masked, mask, slot_post, n_blocks, dense_slot, block_size,
+                                order, fw_post_base, fw_post)
                 c = sorted_blocks[s]
                 theta = theta0
                 if size == k and heap_scores[0] > theta:
                     theta = heap_scores[0]
                 if theta > alpha * cand_ub[c]:
                     continue
-                size = _score_block(c, cand, nq, terms, ws, masked, mask, slot_post, slot_count, block_size, n_docs,
-                                    order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores,
-                                    heap_keys, heap_docs, size, k)
+                size = _score_block(cand[c], terms, ws, rows, masked, mask, slot_post, slot_count, n_blocks,
+                                    dense_slot, block_size, n_docs, order, fw_offsets, fw_post_base, fw_terms,
+                                    fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k)
                 cand_ub[c] = -1.0  # scored
                 scored += 1
             if scored >= budget:
                 sweep = True
                 break
-        # Phase 2: the remaining candidates in ascending block order, which reads the forward index
-        # and the recorded entries sequentially instead of at random (the scoring cost is memory latency).
+        # Phase 2: the remaining candidates above the threshold, in ascending block order (memory is read
+        # forwards; the threshold only rises, so later checks drop more of them).
         if sweep:
             theta = theta0
             if size == k and heap_scores[0] > theta:
                 theta = heap_scores[0]
             n_todo = 0
-            for c in range(n_cand):  # the threshold only rises: later checks drop more of these
+            for c in range(n_cand):
                 if cand_ub[c] >= 0 and theta <= alpha * cand_ub[c]:
-                    sorted_blocks[n_todo] = c
+                    sorted_blocks[n_todo] = cand[c]
+                    cand_ub[n_todo] = cand_ub[c]
                     n_todo += 1
             for s in range(n_todo):
-                if s + PREFETCH_AHEAD < n_todo:
-                    _prefetch_block(cand[sorted_blocks[s + PREFETCH_AHEAD]], nq, masked, mask, slot_post, block_size,
-                                    order, fw_post_base, fw_post)
-                c = sorted_blocks[s]
+                near = sorted_blocks[s + PREFETCH_AHEAD] if s + PREFETCH_AHEAD < n_todo else -1
+                far = sorted_blocks[s + 2 * PREFETCH_AHEAD] if s + 2 * PREFETCH_AHEAD < n_todo else -1
+                _prefetch_block(near, far, terms, rows, masked, mask, slot_post, n_blocks, dense_slot, block_size,
+                                order, fw_post_base, fw_post)
                 theta = theta0
                 if size == k and heap_scores[0] > theta:
                     theta = heap_scores[0]
-                if theta > alpha * cand_ub[c]:
+                if theta > alpha * cand_ub[s]:
                     continue
-                size = _score_block(c, cand, nq, terms, ws, masked, mask, slot_post, slot_count, block_size, n_docs,
-                                    order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores,
-                                    heap_keys, heap_docs, size, k)
-        for c in range(n_cand):
-            mask[cand[c]] = 0
+                size = _score_block(sorted_blocks[s], terms, ws, rows, masked, mask, slot_post, slot_count,
+                                    n_blocks, dense_slot, block_size, n_docs, order, fw_offsets, fw_post_base,
+                                    fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k)
+        if masked:
+            for c in range(n_cand):
+                mask[cand[c]] = 0
     n = size
     heap_drain_sorted(heap_scores, heap_keys, heap_docs, size, out_scores, out_docs)
     return n
@@ -389,8 +438,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
 
 @njit(parallel=True, cache=True)
 def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
-                 bm_offsets, bm_blocks, bm_max, bm_post, bm_count, kth_levels, fw_offsets, fw_post_base, fw_terms,
-                 fw_rel_end, fw_post, n_workers):
+                 bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
+                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, n_workers):
     """Block-Max Pruning top-k of a batch of CSR queries over `n_workers` parallel workers."""
     n_queries = q_indptr.shape[0] - 1
     n_blocks = fw_offsets.shape[0] - 1
@@ -415,7 +464,8 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
             start, end = q_indptr[q], q_indptr[q + 1]
             out_counts[q] = search_one(
                 q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs,
-                order, bm_offsets, bm_blocks, bm_max, bm_post, bm_count, kth_levels, fw_offsets, fw_post_base,
-                fw_terms, fw_rel_end, fw_post, ub, mask, slot_post, slot_count, acc, cand, cand_ub, bucket_start, bucket_max,
-                sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores[q], out_docs[q])
+                order, bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot,
+                kth_levels, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ub, mask, slot_post,
+                slot_count, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores, heap_keys,
+                heap_docs, out_scores[q], out_docs[q])
     return out_docs, out_scores, out_counts
