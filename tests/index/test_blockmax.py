@@ -54,6 +54,25 @@ def test_safe_mode_equals_exhaustive(block_size, integer):
             _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=2))
 
 
+@pytest.mark.parametrize("block_size", [4, 16, 64])
+def test_safe_mode_with_dense_and_sparse_block_maxima(block_size):
+    # Skewed term frequencies: frequent terms get dense block-max rows, rare ones sparse lists; queries
+    # mix both, in short (recorded entries) and long (> 64 terms: searched term lists) form.
+    rng = np.random.default_rng(block_size)
+    n_docs, vocab = 517, 200
+    frequency = 0.6 / np.arange(1, vocab + 1) ** 1.2
+    docs = sp.csr_matrix((rng.random((n_docs, vocab)) < frequency[None, :]) * rng.integers(1, 9, (n_docs, vocab)),
+                         dtype=np.float32)
+    ids = [f"d{i}" for i in range(n_docs)]
+    index = BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=False)
+    assert 0 < index.n_dense_terms < vocab
+    assert index.dense_row[0] >= 0 and np.any((index.dense_row == -1) & (np.diff(index.bm_offsets) > 0))
+    queries = _queries(vocab, seed=block_size, integer_weights=False)
+    exact = InvertedIndex.build(docs, ids)
+    for k in (1, 10, 50):
+        _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1))
+
+
 def test_single_query_forms_and_tiny_corpus():
     docs, ids = _corpus(5, 30, 0.4, seed=3)
     exact = InvertedIndex.build(docs, ids)
