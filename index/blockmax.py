@@ -8,6 +8,7 @@ top-k is identical to the exact index's (same scores, ties by smaller build-inpu
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -149,6 +150,7 @@ class BlockMaxIndex:
         self.tokenizer_fingerprint = tokenizer_fingerprint
         self.build_info = dict(build_info or {})
         self.path: Path | None = None
+        self._local = threading.local()  # search buffers, one set per calling thread
 
     @classmethod
     def build(cls, vectors, doc_ids, block_size: int = 32, reorder="auto", model_name=None,
@@ -216,10 +218,18 @@ class BlockMaxIndex:
             batch.indptr.astype(np.int64), batch.indices.astype(np.int32), batch.data, np.float32(self.scale),
             np.float32(alpha), float(beta), k, kth_row, self.block_size, self.n_docs, self.order,
             self.bm_offsets, self.bm_blocks, self.bm_max, self.bm_post, self.bm_count, self.dense_row,
-            self.dense_max, self.dense_slot, self.kth_levels, self.fw_offsets, self.fw_post_base, self.fw_terms, self.fw_rel_end, self.fw_post, n_workers,
+            self.dense_max, self.dense_slot, self.kth_levels, self.fw_offsets, self.fw_post_base, self.fw_terms,
+            self.fw_rel_end, self.fw_post, n_workers, *self._workspace(n_workers),
         )
         results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.shape[0])]
         return results[0] if single else results
+
+    def _workspace(self, n_workers: int) -> tuple:
+        workspace = getattr(self._local, "workspace", None)
+        if workspace is None or workspace[0].shape[0] < n_workers:
+            workspace = bk.new_workspace(n_workers, self.n_blocks, self.block_size)
+            self._local.workspace = workspace
+        return workspace
 
     def _result(self, doc_numbers: np.ndarray, scores: np.ndarray) -> SearchResult:
         return SearchResult([self.doc_ids[d] for d in doc_numbers], scores, doc_numbers)

@@ -436,27 +436,37 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     return n
 
 
+def new_workspace(n_workers: int, n_blocks: int, block_size: int) -> tuple:
+    """Per-worker search buffers, reused across calls: allocating (and page-faulting) megabytes per query
+    would dominate single-query latency. `ub`, `mask` and `acc` start zero; searches leave them so."""
+    return (
+        np.zeros((n_workers, n_blocks), dtype=np.float32),  # ub
+        np.zeros((n_workers, n_blocks), dtype=np.uint64),  # mask
+        np.empty((n_workers, n_blocks * MASK_BITS), dtype=np.uint32),  # slot_post
+        np.empty((n_workers, n_blocks * MASK_BITS), dtype=np.uint8),  # slot_count
+        np.zeros((n_workers, max(block_size, 1)), dtype=np.float32),  # acc
+        np.empty((n_workers, n_blocks), dtype=np.int64),  # cand
+        np.empty((n_workers, n_blocks), dtype=np.float32),  # cand_ub
+        np.empty((n_workers, n_blocks), dtype=np.int64),  # sorted_blocks
+    )
+
+
 @njit(parallel=True, cache=True)
 def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                  bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, n_workers):
-    """Block-Max Pruning top-k of a batch of CSR queries over `n_workers` parallel workers."""
+                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, n_workers, ws_ub, ws_mask, ws_slot_post,
+                 ws_slot_count, ws_acc, ws_cand, ws_cand_ub, ws_sorted):
+    """Block-Max Pruning top-k of a batch of CSR queries over `n_workers` parallel workers.
+
+    `ws_*`: a `new_workspace` with at least `n_workers` rows; worker w uses row w.
+    """
     n_queries = q_indptr.shape[0] - 1
-    n_blocks = fw_offsets.shape[0] - 1
     out_scores = np.zeros((n_queries, k), dtype=np.float32)
     out_docs = np.full((n_queries, k), -1, dtype=np.int64)
     out_counts = np.zeros(n_queries, dtype=np.int64)
     for worker in prange(n_workers):
-        ub = np.zeros(n_blocks, dtype=np.float32)
-        mask = np.zeros(n_blocks, dtype=np.uint64)
-        slot_post = np.empty(n_blocks * MASK_BITS, dtype=np.uint32)
-        slot_count = np.empty(n_blocks * MASK_BITS, dtype=np.uint8)
-        acc = np.zeros(block_size, dtype=np.float32)
-        cand = np.empty(n_blocks, dtype=np.int64)
-        cand_ub = np.empty(n_blocks, dtype=np.float32)
         bucket_start = np.zeros(N_BUCKETS + 1, dtype=np.int64)
         bucket_max = np.zeros(N_BUCKETS, dtype=np.float32)
-        sorted_blocks = np.empty(n_blocks, dtype=np.int64)
         heap_scores = np.empty(k, dtype=np.float32)
         heap_keys = np.empty(k, dtype=np.int64)
         heap_docs = np.empty(k, dtype=np.int64)
@@ -465,7 +475,8 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
             out_counts[q] = search_one(
                 q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs,
                 order, bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot,
-                kth_levels, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ub, mask, slot_post,
-                slot_count, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores, heap_keys,
+                kth_levels, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ws_ub[worker],
+                ws_mask[worker], ws_slot_post[worker], ws_slot_count[worker], ws_acc[worker], ws_cand[worker],
+                ws_cand_ub[worker], bucket_start, bucket_max, ws_sorted[worker], heap_scores, heap_keys,
                 heap_docs, out_scores[q], out_docs[q])
     return out_docs, out_scores, out_counts

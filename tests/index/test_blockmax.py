@@ -73,6 +73,24 @@ def test_safe_mode_with_dense_and_sparse_block_maxima(block_size):
         _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1))
 
 
+def test_reused_buffers_across_calls_and_python_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs, ids = _corpus(400, 150, 0.06, seed=11, integer=False)
+    queries = _queries(150, seed=12, integer_weights=False)
+    exact = InvertedIndex.build(docs, ids)
+    index = BlockMaxIndex.build(docs, ids, block_size=16, reorder=False)
+    expected = {k: exact.search(queries, k=k) for k in (3, 10, 100)}
+    index.search(queries, k=10, alpha=0.5, threads=2)  # an approximate search must leave the buffers clean
+
+    def run(k):
+        return k, index.search(queries, k=k, threads=1)
+
+    with ThreadPoolExecutor(4) as pool:
+        for k, got in pool.map(run, [3, 10, 100] * 4):
+            _assert_same(expected[k], got)
+
+
 def test_single_query_forms_and_tiny_corpus():
     docs, ids = _corpus(5, 30, 0.4, seed=3)
     exact = InvertedIndex.build(docs, ids)
