@@ -128,8 +128,8 @@ def _build(indptr, indices, levels, scale, vocab_size, doc_ids, block_size, reor
     info["build_seconds"] = round(time.perf_counter() - start, 3)
     arrays = dict(
         order=order, bm_offsets=bm_offsets, bm_blocks=bm_blocks, bm_max=bm_max, bm_post=bm_post, bm_count=bm_count,
-        dense_row=dense_row, dense_max=dense_max, dense_slot=dense_slot, kth_levels=kth_levels, fw_offsets=fw_offsets, fw_post_base=fw_post_base, fw_terms=fw_terms,
-        fw_rel_end=fw_rel_end, fw_post=fw_post,
+        dense_row=dense_row, dense_max=dense_max, dense_slot=dense_slot, kth_levels=kth_levels,
+        fw_offsets=fw_offsets, fw_post_base=fw_post_base, fw_terms=fw_terms, fw_rel_end=fw_rel_end, fw_post=fw_post,
     )
     return BlockMaxIndex(arrays, scale, block_size, doc_ids, vocab_size, model_name, tokenizer_fingerprint, info)
 
