@@ -320,6 +320,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     # dense rows of frequent terms, a scatter for rare terms, which for short queries also records where
     # each block keeps the term, so scoring a block needs no search in its term list.
     masked = nq <= MASK_BITS
+    records = False  # whether any rare term records entries (`mask` then needs resetting)
     for i in range(nq):
         w = ws[i]
         r = rows[i]
@@ -328,6 +329,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             for b in range(n_blocks):
                 ub[b] += w * np.float32(row[b])
             continue
+        records = masked
         bit = np.uint64(1) << np.uint64(i)
         for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
             b = bm_blocks[e]
@@ -348,7 +350,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             n_cand += 1
             if u > hi:
                 hi = u
-        elif masked:
+        elif records:
             mask[b] = 0
     size = 0
     if n_cand > 0:
@@ -428,7 +430,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                 size = _score_block(sorted_blocks[s], terms, ws, rows, masked, mask, slot_post, slot_count,
                                     n_blocks, dense_slot, block_size, n_docs, order, fw_offsets, fw_post_base,
                                     fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k)
-        if masked:
+        if records:
             for c in range(n_cand):
                 mask[cand[c]] = 0
     n = size
