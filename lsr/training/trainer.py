@@ -124,8 +124,9 @@ class Trainer:
         d = self.cfg.data
         if d.jsonl:
             source = read_jsonl_records(d.jsonl)
-            texts = [t for r in source() for t in r.get("positives", []) + r.get("negatives", []) + r.get("docs", [])]
-            return source, texts
+            # each distinct document once: IDF over the documents the training data contains
+            texts = dict.fromkeys(t for r in source() for t in r.get("positives", []) + r.get("negatives", []) + r.get("docs", []))
+            return source, list(texts)
         from lsr.eval import load_dataset
 
         dataset = load_dataset(d.dataset, d.split)

@@ -1,0 +1,77 @@
+"""Distillation records `{query, docs, scores}` from a heterogeneous ensemble teacher (Geng et al.).
+
+The teacher is a fused system of the evaluation harness, by default `hybrid-linear`: splade-tiny and
+all-MiniLM-L6-v2, each min-max normalised per query over its top 1000, then averaged. Its scores lie in
+[0, 1] while a SPLADE student's dot products span tens of points, so the targets are multiplied by a
+scale S — by default the student's own mean per-query score span over the same candidates — so that
+KL / MarginMSE ask the student to reorder its candidates rather than to shrink or inflate all weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lsr.texts import document_text
+
+
+def teacher_records(dataset, teacher_run: dict, student_run: dict | None, depth: int, scale: float | None = None):
+    """(records, scale): each query's top-`depth` teacher documents with scale × teacher score."""
+    candidates = {}
+    for qid in dataset.queries:
+        ranked = sorted(teacher_run.get(qid, {}).items(), key=lambda item: (-item[1], item[0]))[:depth]
+        if len(ranked) >= 2:
+            candidates[qid] = ranked
+    if not candidates:
+        raise ValueError("the teacher run has no query with at least two documents")
+    if scale is None:
+        if student_run is None:
+            raise ValueError("give a scale or a student run to derive it from")
+        spans = []
+        for qid, ranked in candidates.items():
+            own = [student_run.get(qid, {}).get(doc) for doc, _ in ranked]
+            own = [s for s in own if s is not None]
+            if len(own) >= 2:
+                spans.append(max(own) - min(own))
+        if not spans:
+            raise ValueError("the student run shares no candidates with the teacher run")
+        scale = float(np.mean(spans))
+    records = [{"qid": qid, "query": dataset.queries[qid],
+                "docs": [document_text(dataset.corpus[doc]) for doc, _ in ranked],
+                "doc_ids": [doc for doc, _ in ranked],
+                "scores": [scale * score for _, score in ranked]} for qid, ranked in candidates.items()]
+    return records, scale
+
+
+def write_records(path: str | os.PathLike, records: list[dict]) -> Path:
+    """JSONL, written to a temporary name and renamed (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def ensemble_teacher_file(out: str | os.PathLike, dataset_name: str = "nfcorpus", split: str = "train",
+                          teacher: str = "hybrid-linear", student: str = "splade-tiny", depth: int = 32,
+                          scale: float | None = None, cache_dir: str | os.PathLike = ".cache/eval") -> dict:
+    """Score `split` with the harness's `teacher` system and write the records; returns a summary."""
+    from lsr.eval import load_dataset
+    from lsr.eval.harness import Harness
+
+    dataset = load_dataset(dataset_name, split)
+    harness = Harness(cache_dir)
+    teacher_run = harness.output(harness.systems[teacher], dataset).run
+    student_run = harness.output(harness.systems[student], dataset).run if scale is None else None
+    records, scale = teacher_records(dataset, teacher_run, student_run, depth, scale)
+    write_records(out, records)
+    summary = {"dataset": dataset.name, "teacher": harness.systems[teacher].to_dict(), "student_for_scale": student,
+               "depth": depth, "scale": scale, "queries": len(records)}
+    Path(f"{out}.meta.json").write_text(json.dumps(summary, indent=2))
+    return summary

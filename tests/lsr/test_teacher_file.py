@@ -1,0 +1,45 @@
+"""Distillation records from a fused teacher run: candidates, scale and the written file."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from lsr.training.data import read_jsonl_records
+from lsr.training.teacher_file import teacher_records, write_records
+
+
+@pytest.fixture
+def dataset():
+    corpus = {f"d{i}": {"title": "", "text": f"document {i}"} for i in range(5)}
+    return SimpleNamespace(queries={"q1": "first", "q2": "second", "q3": "lonely"}, corpus=corpus)
+
+
+def test_top_depth_candidates_scaled_by_the_students_mean_span(dataset):
+    teacher = {"q1": {"d0": 0.2, "d1": 1.0, "d2": 0.0, "d3": 0.5}, "q2": {"d4": 1.0, "d0": 0.0}, "q3": {"d1": 1.0}}
+    student = {"q1": {"d1": 30.0, "d3": 20.0, "d0": 26.0}, "q2": {"d4": 12.0, "d0": 8.0}}
+    records, scale = teacher_records(dataset, teacher, student, depth=3)
+    assert scale == pytest.approx(((30 - 20) + (12 - 8)) / 2)
+    assert [r["qid"] for r in records] == ["q1", "q2"]  # q3 has a single candidate: nothing to distil
+    assert records[0]["doc_ids"] == ["d1", "d3", "d0"]
+    assert records[0]["scores"] == pytest.approx([7.0, 3.5, 1.4])
+    assert records[0]["docs"][0] == "document 1"
+
+
+def test_explicit_scale_and_bad_inputs(dataset):
+    records, scale = teacher_records(dataset, {"q1": {"d0": 1.0, "d1": 0.5}}, None, depth=10, scale=2.0)
+    assert scale == 2.0 and records[0]["scores"] == [2.0, 1.0]
+    with pytest.raises(ValueError, match="at least two documents"):
+        teacher_records(dataset, {"q1": {"d0": 1.0}}, None, depth=10, scale=1.0)
+    with pytest.raises(ValueError, match="scale or a student run"):
+        teacher_records(dataset, {"q1": {"d0": 1.0, "d1": 0.5}}, None, depth=10)
+    with pytest.raises(ValueError, match="shares no candidates"):
+        teacher_records(dataset, {"q1": {"d0": 1.0, "d1": 0.5}}, {"q1": {"d4": 3.0}}, depth=10)
+
+
+def test_written_records_read_back_as_training_records(dataset, tmp_path):
+    records, _ = teacher_records(dataset, {"q1": {"d0": 1.0, "d1": 0.5}}, None, depth=10, scale=4.0)
+    path = write_records(tmp_path / "teacher.jsonl", records)
+    assert [p.name for p in tmp_path.iterdir()] == ["teacher.jsonl"]  # no temporary file left behind
+    back = list(read_jsonl_records(path)())
+    assert back == json.loads(json.dumps(records))
