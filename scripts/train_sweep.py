@@ -42,17 +42,17 @@ SWEEPS = {
     "hard_concrete": [1e-5, 1e-4, 1e-3],
 }
 L0_THRESHOLD = 100
-GATE_LR = 0.1
+GATE_LR = 0.3  # Adam moves every gate ≈ gate_lr per step: 0.1 (the `_glr0.1` series) closes no gate in 60 steps
 
 
-def sweep_run(kind: str, weight: float) -> dict:
+def sweep_run(kind: str, weight: float, gate_lr: float = GATE_LR) -> dict:
     spec = {"kind": kind, "side": "doc", "weight": weight, "warmup_steps": LAMBDA_WARMUP}
     if kind == "l0_mask":
         spec["threshold"] = L0_THRESHOLD
     overrides = {"regularizers": [spec]}
     if kind == "hard_concrete":
         # the shared tower has one set of vocabulary gates, closing terms for queries and documents alike
-        overrides.update(model={"doc_gates": True, "query_gates": True}, gate_lr=GATE_LR)
+        overrides.update(model={"doc_gates": True, "query_gates": True}, gate_lr=gate_lr)
     return overrides
 
 
@@ -60,7 +60,9 @@ def sweep_run(kind: str, weight: float) -> dict:
 RUNS = {
     # the acceptance fine-tune: no sparsifier, checkpoint chosen on the dev split
     "finetune": {"max_steps": 120, "eval_every": 30, "eval_dataset": "nfcorpus"},
+    "no_regularizer": {},  # the sweeps' control: same 60 steps, no sparsifier
     **{f"{kind}@{weight:g}": sweep_run(kind, weight) for kind, weights in SWEEPS.items() for weight in weights},
+    **{f"hard_concrete_glr0.1@{weight:g}": sweep_run("hard_concrete", weight, 0.1) for weight in SWEEPS["hard_concrete"]},
     **{f"inference_free_idf_flops@{weight:g}": {"model": {"kind": "inference_free"},
                                                 "regularizers": [{"kind": "idf_flops", "side": "doc", "weight": weight,
                                                                   "warmup_steps": LAMBDA_WARMUP}]}
@@ -217,6 +219,9 @@ def query_latencies(out: Path, names: list[str]) -> dict[str, float]:
     from lsr.texts import document_text
     from lsr.training.models import load_engine_encoders
 
+    import torch
+
+    torch.set_num_threads(1)  # one thread end to end, as a per-query service would run
     test = load_dataset("nfcorpus", "test")
     queries = list(test.queries.values())
     ids = list(test.corpus)
@@ -231,6 +236,9 @@ def query_latencies(out: Path, names: list[str]) -> dict[str, float]:
     return latencies
 
 
+ZOOM_FLOOR = 0.275
+
+
 def family(name: str) -> str:
     return name.split("@")[0]
 
@@ -240,6 +248,7 @@ def report(out: Path, docs: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     points = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/result.json"))}
     order = ["bm25", "splade-tiny", "splade-tiny-idf-queries", "finetune", *RUNS]
@@ -259,27 +268,33 @@ def report(out: Path, docs: Path) -> None:
         lines.append(f"| {p['system']} | {p['nDCG@10']:.4f} | {p['avg_query_nnz']:.1f} | {ms:.3f} |")
     (docs / "training_sweep.md").write_text("\n".join(lines) + "\n")
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, grid = plt.subplots(2, 3, figsize=(16, 9))
     keys = (("FLOPS", "FLOPS (Σ_j p_j^q p_j^d)", True), ("avg_doc_nnz", "average document non-zeros", False),
             ("latency_ms_median", "search latency, median ms (k=10, 1 thread)", False))
     families = dict.fromkeys(family(n) for n in RUNS if "@" in n and n in points)
-    for ax, (key, label, log) in zip(axes, keys):
-        for kind in families:
-            curve = sorted((float(n.split("@")[1]), points[n]) for n in points if "@" in n and family(n) == kind)
-            ax.plot([p[key] for _, p in curve], [p["nDCG@10"] for _, p in curve], marker="o", label=kind)
-            for weight, p in curve:
-                ax.annotate(f"{weight:g}", (p[key], p["nDCG@10"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        for name, marker in (("splade-tiny", "*"), ("finetune", "P"), ("bm25", "s"), ("splade-tiny-idf-queries", "D")):
-            if name in points:
-                ax.scatter(points[name][key], points[name]["nDCG@10"], marker=marker, s=80, color="black", zorder=3)
-                ax.annotate(points[name]["system"], (points[name][key], points[name]["nDCG@10"]), fontsize=7,
-                            xytext=(4, -10), textcoords="offset points")
-        if log:
-            ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("nDCG@10 (NFCorpus test)")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    # top row: every point; bottom row: the region of the useful models (above ZOOM_FLOOR)
+    for row, axes in enumerate(grid):
+        for ax, (key, label, log) in zip(axes, keys):
+            for kind in families:
+                curve = sorted((float(n.split("@")[1]), points[n]) for n in points if "@" in n and family(n) == kind)
+                ax.plot([p[key] for _, p in curve], [p["nDCG@10"] for _, p in curve], marker="o", label=kind)
+                for weight, p in curve:
+                    ax.annotate(f"{weight:g}", (p[key], p["nDCG@10"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            for name, marker in (("splade-tiny", "*"), ("finetune", "P"), ("no_regularizer", "X"), ("bm25", "s"),
+                                 ("splade-tiny-idf-queries", "D")):
+                if name in points:
+                    ax.scatter(points[name][key], points[name]["nDCG@10"], marker=marker, s=80, color="black", zorder=3)
+                    ax.annotate(points[name]["system"], (points[name][key], points[name]["nDCG@10"]), fontsize=7,
+                                xytext=(4, -10), textcoords="offset points")
+            if log:
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            if row == 1:
+                ax.set_ylim(ZOOM_FLOOR, None)
+            ax.set_xlabel(label)
+            ax.set_ylabel("nDCG@10 (NFCorpus test)" + (f", zoomed ≥ {ZOOM_FLOOR}" if row == 1 else ""))
+            ax.grid(alpha=0.3)
+    grid[0][0].legend(fontsize=8)
     fig.suptitle("splade-tiny distilled on NFCorpus train with a sparsifier on documents, λ annotated (CPU runs, see docs/training.md)")
     fig.tight_layout()
     fig.savefig(docs / "training_sweep.png", dpi=120)
