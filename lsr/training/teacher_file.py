@@ -65,13 +65,19 @@ def ensemble_teacher_file(out: str | os.PathLike, dataset_name: str = "nfcorpus"
     from lsr.eval import load_dataset
     from lsr.eval.harness import Harness
 
-    dataset = load_dataset(dataset_name, split)
     harness = Harness(cache_dir)
+    for name in (teacher, student):
+        if name not in harness.systems:
+            raise ValueError(f"unknown system {name!r}; the harness has {sorted(harness.systems)}")
+    dataset = load_dataset(dataset_name, split)
     teacher_run = harness.output(harness.systems[teacher], dataset).run
     student_run = harness.output(harness.systems[student], dataset).run if scale is None else None
     records, scale = teacher_records(dataset, teacher_run, student_run, depth, scale)
     write_records(out, records)
     summary = {"dataset": dataset.name, "teacher": harness.systems[teacher].to_dict(), "student_for_scale": student,
                "depth": depth, "scale": scale, "queries": len(records)}
-    Path(f"{out}.meta.json").write_text(json.dumps(summary, indent=2))
+    meta = Path(f"{out}.meta.json")
+    tmp = meta.with_name(f".{meta.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, meta)
     return summary

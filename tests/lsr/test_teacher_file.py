@@ -43,3 +43,11 @@ def test_written_records_read_back_as_training_records(dataset, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["teacher.jsonl"]  # no temporary file left behind
     back = list(read_jsonl_records(path)())
     assert back == json.loads(json.dumps(records))
+
+
+def test_unknown_teacher_system_is_refused(tmp_path):
+    from lsr.training.teacher_file import ensemble_teacher_file
+
+    with pytest.raises(ValueError, match="unknown system 'nope'"):
+        ensemble_teacher_file(tmp_path / "t.jsonl", "nfcorpus", "dev", teacher="nope", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "t.jsonl").exists()
