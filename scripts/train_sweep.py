@@ -79,9 +79,9 @@ def merged(base: dict, overrides: dict) -> dict:
 
 def flops_metric(query_vectors, doc_vectors) -> float:
     """Σ_j p_j^(q) p_j^(d) from the fraction of queries / documents with a non-zero on term j."""
-    p_q = np.bincount(query_vectors.indices, minlength=query_vectors.shape[1]) / query_vectors.shape[0]
-    p_d = np.bincount(doc_vectors.indices, minlength=doc_vectors.shape[1]) / doc_vectors.shape[0]
-    return float(p_q @ p_d)
+    from lsr.eval.efficiency import term_probabilities
+
+    return float(term_probabilities(query_vectors) @ term_probabilities(doc_vectors))
 
 
 def evaluate_model(folder: Path, out: Path, dataset, system: str) -> dict:
@@ -105,6 +105,7 @@ def summarise(system: str, result: dict, flops: float) -> dict:
 
 def bm25_point(dataset) -> dict:
     from lsr.eval.bm25 import BM25Vectors
+    from lsr.eval.efficiency import avg_nnz
     from lsr.eval.metrics import evaluate
     from lsr.eval.pipeline import search_latencies
     from lsr.eval.runs import run_from_results
@@ -119,7 +120,7 @@ def bm25_point(dataset) -> dict:
     metrics = evaluate(run_from_results(qids, index.search(queries, k=1000)), dataset.qrels, ["nDCG@10"])
     latencies = np.array(search_latencies(index, queries, k=10)) * 1000
     return {"system": "BM25 (lsr.eval.bm25)", "nDCG@10": metrics["nDCG@10"], "FLOPS": flops_metric(queries, bm25.doc_vectors),
-            "avg_doc_nnz": float(np.diff(bm25.doc_vectors.indptr).mean()), "avg_query_nnz": float(np.diff(queries.indptr).mean()),
+            "avg_doc_nnz": avg_nnz(bm25.doc_vectors), "avg_query_nnz": avg_nnz(queries),
             "latency_ms_median": float(np.median(latencies)), "doc_max_length": None,
             "produced_on": f"{platform.node()} (CPU, {time.strftime('%Y-%m-%d')})"}
 
