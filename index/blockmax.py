@@ -210,18 +210,18 @@ class BlockMaxIndex:
             raise ValueError(f"alpha and beta must lie in (0, 1], got alpha={alpha!r}, beta={beta!r}")
         batch, single = as_query_batch(query_vectors, self.vocab_size)
         k = int(min(k, max(self.n_docs, 1)))
-        n_workers = set_threads(threads, batch.shape[0])
+        n_workers = set_threads(threads, batch.n_queries)
         # Smallest stored kth >= k gives a valid lower bound on the k-th score; none: start from 0.
         fits = np.nonzero(bk.KTH >= k)[0]
         kth_row = int(fits[0]) if fits.size else -1
         docs, scores, counts = bk.search_batch(
-            batch.indptr.astype(np.int64), batch.indices.astype(np.int32), batch.data, np.float32(self.scale),
+            batch.indptr, batch.indices, batch.data, np.float32(self.scale),
             np.float32(alpha), float(beta), k, kth_row, self.block_size, self.n_docs, self.order,
             self.bm_offsets, self.bm_blocks, self.bm_max, self.bm_post, self.bm_count, self.dense_row,
             self.dense_max, self.dense_slot, self.kth_levels, self.fw_offsets, self.fw_post_base, self.fw_terms,
             self.fw_rel_end, self.fw_post, n_workers, *self._workspace(n_workers),
         )
-        results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.shape[0])]
+        results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.n_queries)]
         return results[0] if single else results
 
     def _workspace(self, n_workers: int) -> tuple:

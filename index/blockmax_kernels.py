@@ -33,10 +33,9 @@ from .topk import heap_drain_sorted, heap_push
 
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 N_BUCKETS = 1024
-MASK_BITS = 64  # queries with at most this many terms use the recorded-entry scoring path
+RECORD_TERMS = 64  # queries with at most this many terms record where blocks keep their rare terms
 DENSE_DIVISOR = 5  # a term non-empty in at least 1/DENSE_DIVISOR of the blocks gets dense block maxima
-PROBE_MIN_BLOCKS = 16  # phase 1 of the search scores at least this many blocks in bound order ...
-PROBE_DIVISOR = 64  # ... or 1/PROBE_DIVISOR of the candidate blocks, before sweeping the rest in block order
+FIRST_BLOCKS = 4  # the search first scores this many highest-bound blocks, then lists the candidates
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
 
 
@@ -218,14 +217,16 @@ def _select_terms(q_terms, q_weights, beta):
 
 
 @njit(inline="always", cache=True)
-def _prefetch_block(b, far, terms, rows, masked, mask, slot_post, n_blocks, dense_slot, block_size, order,
-                    fw_post_base, fw_post):
+def _prefetch_block(b, far, terms, rows, recorded, slot, n_blocks, dense_slot, block_size, order, fw_post_base,
+                    fw_post):
     """Two-stage prefetch: block `far`'s posting locations, then block b's postings (located by now)."""
     nq = terms.shape[0]
     if far >= 0:
         for i in range(nq):
             if rows[i] >= 0:
                 prefetch(dense_slot, np.int64(rows[i]) * n_blocks + far)
+            elif recorded:
+                prefetch(slot, np.int64(i) * n_blocks + far)
         prefetch(fw_post_base, far)
     if b >= 0:
         prefetch(order, b * block_size)
@@ -233,37 +234,34 @@ def _prefetch_block(b, far, terms, rows, masked, mask, slot_post, n_blocks, dens
         for i in range(nq):
             r = rows[i]
             if r >= 0:
-                prefetch(fw_post, base + np.int64(dense_slot[np.int64(r) * n_blocks + b] >> np.uint32(8)))
-            elif masked and (mask[b] >> np.uint64(i)) & np.uint64(1):
-                prefetch(fw_post, base + slot_post[np.int64(b) * nq + i])
+                v = dense_slot[np.int64(r) * n_blocks + b]
+            elif recorded:
+                v = slot[np.int64(i) * n_blocks + b]
+            else:
+                continue
+            if v != 0:  # the run's first and last postings (runs of more than 32 can span two lines)
+                first = base + np.int64(v >> np.uint32(8))
+                prefetch(fw_post, first)
+                prefetch(fw_post, first + np.int64(v & np.uint32(255)) - 1)
 
 
 @njit(inline="always", cache=True)
-def _score_block(b, terms, ws, rows, masked, mask, slot_post, slot_count, n_blocks, dense_slot, block_size, n_docs,
-                 order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys,
-                 heap_docs, size, k):
+def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order, fw_offsets,
+                 fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k):
     """Score block b exactly (query terms in ascending order) and offer its documents to the heap.
 
     One function body, no calls: every call with array arguments costs atomic reference counting.
     """
     base = fw_post_base[b]
     nq = terms.shape[0]
-    m = mask[b] if masked else np.uint64(0)
     lo = fw_offsets[b]
     for i in range(nq):
-        # Where term i's postings lie in block b: dense row, recorded entry, or (long queries) search.
+        # Where term i's postings lie in block b: dense row, recorded slot, or (long queries) search.
         r = rows[i]
-        if r >= 0:
-            v = dense_slot[np.int64(r) * n_blocks + b]
+        if r >= 0 or recorded:
+            v = dense_slot[np.int64(r) * n_blocks + b] if r >= 0 else slot[np.int64(i) * n_blocks + b]
             start = np.int64(v >> np.uint32(8))
             end = start + np.int64(v & np.uint32(255))
-        elif masked:
-            if (m >> np.uint64(i)) & np.uint64(1):
-                s = np.int64(b) * nq + i
-                start = np.int64(slot_post[s])
-                end = start + np.int64(slot_count[s])
-            else:
-                continue
         else:
             hi = fw_offsets[b + 1]
             while lo < hi:  # terms ascend, so the search resumes where the previous one ended
@@ -294,16 +292,19 @@ def _score_block(b, terms, ws, rows, masked, mask, slot_post, slot_count, n_bloc
 @njit(cache=True)
 def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-               fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ub, mask, slot_post, slot_count, acc, cand,
-               cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores,
-               out_docs):
+               fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ub, slot, acc, cand, cand_ub, bucket_start,
+               bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores, out_docs):
     """Block-Max Pruning top-k of one query; returns the number of results written to out_*.
 
-    Every buffer argument is per worker; `ub` and `mask` must be all zero on entry and are left so.
+    Every buffer argument is per worker; `ub` and `slot` must be all zero on entry and are left so.
     """
     terms, raw = _select_terms(q_terms, q_weights, beta)
     nq = terms.shape[0]
     n_blocks = ub.shape[0]
+    heap_ub = np.empty(FIRST_BLOCKS, dtype=np.float32)
+    heap_blocks = np.empty(FIRST_BLOCKS, dtype=np.int64)
+    first_ub = np.empty(FIRST_BLOCKS, dtype=np.float32)
+    first_blocks = np.empty(FIRST_BLOCKS, dtype=np.int64)
     ws = np.empty(nq, dtype=np.float32)
     rows = np.empty(nq, dtype=np.int64)
     for i in range(nq):
@@ -317,10 +318,10 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             if v > theta0:
                 theta0 = v
     # Bounds, term by term in ascending term order (as scores are summed): a vectorised pass over the
-    # dense rows of frequent terms, a scatter for rare terms, which for short queries also records where
-    # each block keeps the term, so scoring a block needs no search in its term list.
-    masked = nq <= MASK_BITS
-    records = False  # whether any rare term records entries (`mask` then needs resetting)
+    # dense rows of frequent terms, a scatter for rare terms, which for short queries also records in
+    # row i of `slot` where each block keeps term i (as `dense_slot` does for frequent terms), so scoring
+    # a block needs no search in its term list. Rows are term-major: each term's writes move forwards.
+    recorded = nq <= RECORD_TERMS
     for i in range(nq):
         w = ws[i]
         r = rows[i]
@@ -329,33 +330,53 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             for b in range(n_blocks):
                 ub[b] += w * np.float32(row[b])
             continue
-        records = masked
-        bit = np.uint64(1) << np.uint64(i)
+        row_start = np.int64(i) * n_blocks
         for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
             b = bm_blocks[e]
             ub[b] += w * np.float32(bm_max[e])
-            if masked:
-                mask[b] |= bit
-                s = np.int64(b) * nq + i
-                slot_post[s] = bm_post[e]
-                slot_count[s] = bm_count[e]
+            if recorded:
+                slot[row_start + b] = (bm_post[e] << np.uint32(8)) | np.uint32(bm_count[e])
+    # Phase 0: the blocks of highest bound (a small heap over one scan) are scored first; their
+    # documents usually set a threshold close to the final one, which keeps the candidate list short.
+    n_first = 0
+    for b in range(n_blocks):
+        u = ub[b]
+        if u > 0 and u >= theta0 and (n_first < FIRST_BLOCKS or u > heap_ub[0]):
+            n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, FIRST_BLOCKS, u, b, b)
+    heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
+    size = 0
+    for j in range(n_first):
+        near = first_blocks[j + PREFETCH_AHEAD] if j + PREFETCH_AHEAD < n_first else -1
+        far = first_blocks[j + 2 * PREFETCH_AHEAD] if j + 2 * PREFETCH_AHEAD < n_first else -1
+        _prefetch_block(near, far, terms, rows, recorded, slot, n_blocks, dense_slot, block_size, order,
+                        fw_post_base, fw_post)
+        theta = theta0
+        if size == k and heap_scores[0] > theta:
+            theta = heap_scores[0]
+        if theta > alpha * first_ub[j]:
+            break
+        b = first_blocks[j]
+        size = _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order,
+                            fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys,
+                            heap_docs, size, k)
+        ub[b] = 0  # scored: not a candidate any more
+    theta1 = theta0
+    if size == k and heap_scores[0] > theta1:
+        theta1 = heap_scores[0]
     n_cand = 0
     hi = np.float32(0.0)
+    lo = np.float32(np.inf)
     for b in range(n_blocks):
         u = ub[b]
         ub[b] = 0
-        if u > 0 and u >= theta0:
+        if u > 0 and u >= theta0 and not theta1 > alpha * u:
             cand[n_cand] = b
             cand_ub[n_cand] = u
             n_cand += 1
-            if u > hi:
-                hi = u
-        elif records:
-            mask[b] = 0
-    size = 0
+            hi = max(hi, u)
+            lo = min(lo, u)
     if n_cand > 0:
         # Bucket sort of the candidate bounds (descending) instead of a full sort.
-        lo = theta0
         n_buckets = bucket_max.shape[0]
         width = (hi - lo) / n_buckets if hi > lo else np.float32(1.0)
         bucket_start[:] = 0
@@ -372,11 +393,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             j = n_buckets - 1 - min(n_buckets - 1, int((cand_ub[c] - lo) / width))
             sorted_blocks[fill[j]] = c
             fill[j] += 1
-        # Phase 1: blocks in decreasing bound order (bucketed) until the threshold beats the next bucket
-        # or `budget` blocks are scored; this sets a threshold close to the final one.
-        budget = max(PROBE_MIN_BLOCKS, n_cand // PROBE_DIVISOR)
-        scored = 0
-        sweep = False
+        # Phase 1: the candidates in decreasing bound order (bucketed) until the threshold beats the next
+        # bucket's largest bound.
         for j in range(n_buckets):
             if bucket_start[j] == bucket_start[j + 1]:
                 continue
@@ -389,50 +407,23 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             for s in range(bucket_start[j], bucket_start[j + 1]):
                 near = cand[sorted_blocks[s + PREFETCH_AHEAD]] if s + PREFETCH_AHEAD < n_cand else -1
                 far = cand[sorted_blocks[s + 2 * PREFETCH_AHEAD]] if s + 2 * PREFETCH_AHEAD < n_cand else -1
-                _prefetch_block(near, far, terms, rows, masked, mask, slot_post, n_blocks, dense_slot, block_size,
-                                order, fw_post_base, fw_post)
+                _prefetch_block(near, far, terms, rows, recorded, slot, n_blocks, dense_slot, block_size, order,
+                                fw_post_base, fw_post)
                 c = sorted_blocks[s]
                 theta = theta0
                 if size == k and heap_scores[0] > theta:
                     theta = heap_scores[0]
                 if theta > alpha * cand_ub[c]:
                     continue
-                size = _score_block(cand[c], terms, ws, rows, masked, mask, slot_post, slot_count, n_blocks,
-                                    dense_slot, block_size, n_docs, order, fw_offsets, fw_post_base, fw_terms,
-                                    fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k)
-                cand_ub[c] = -1.0  # scored
-                scored += 1
-            if scored >= budget:
-                sweep = True
-                break
-        # Phase 2: the remaining candidates above the threshold, in ascending block order (memory is read
-        # forwards; the threshold only rises, so later checks drop more of them).
-        if sweep:
-            theta = theta0
-            if size == k and heap_scores[0] > theta:
-                theta = heap_scores[0]
-            n_todo = 0
-            for c in range(n_cand):
-                if cand_ub[c] >= 0 and theta <= alpha * cand_ub[c]:
-                    sorted_blocks[n_todo] = cand[c]
-                    cand_ub[n_todo] = cand_ub[c]
-                    n_todo += 1
-            for s in range(n_todo):
-                near = sorted_blocks[s + PREFETCH_AHEAD] if s + PREFETCH_AHEAD < n_todo else -1
-                far = sorted_blocks[s + 2 * PREFETCH_AHEAD] if s + 2 * PREFETCH_AHEAD < n_todo else -1
-                _prefetch_block(near, far, terms, rows, masked, mask, slot_post, n_blocks, dense_slot, block_size,
-                                order, fw_post_base, fw_post)
-                theta = theta0
-                if size == k and heap_scores[0] > theta:
-                    theta = heap_scores[0]
-                if theta > alpha * cand_ub[s]:
-                    continue
-                size = _score_block(sorted_blocks[s], terms, ws, rows, masked, mask, slot_post, slot_count,
-                                    n_blocks, dense_slot, block_size, n_docs, order, fw_offsets, fw_post_base,
-                                    fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k)
-        if records:
-            for c in range(n_cand):
-                mask[cand[c]] = 0
+                size = _score_block(cand[c], terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size,
+                                    n_docs, order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc,
+                                    heap_scores, heap_keys, heap_docs, size, k)
+    if recorded:
+        for i in range(nq):
+            if rows[i] < 0:
+                row_start = np.int64(i) * n_blocks
+                for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
+                    slot[row_start + bm_blocks[e]] = 0
     n = size
     heap_drain_sorted(heap_scores, heap_keys, heap_docs, size, out_scores, out_docs)
     return n
@@ -440,12 +431,10 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
 
 def new_workspace(n_workers: int, n_blocks: int, block_size: int) -> tuple:
     """Per-worker search buffers, reused across calls: allocating (and page-faulting) megabytes per query
-    would dominate single-query latency. `ub`, `mask` and `acc` start zero; searches leave them so."""
+    would dominate single-query latency. `ub`, `slot` and `acc` start zero; searches leave them so."""
     return (
         np.zeros((n_workers, n_blocks), dtype=np.float32),  # ub
-        np.zeros((n_workers, n_blocks), dtype=np.uint64),  # mask
-        np.empty((n_workers, n_blocks * MASK_BITS), dtype=np.uint32),  # slot_post
-        np.empty((n_workers, n_blocks * MASK_BITS), dtype=np.uint8),  # slot_count
+        np.zeros((n_workers, RECORD_TERMS * n_blocks), dtype=np.uint32),  # slot
         np.zeros((n_workers, max(block_size, 1)), dtype=np.float32),  # acc
         np.empty((n_workers, n_blocks), dtype=np.int64),  # cand
         np.empty((n_workers, n_blocks), dtype=np.float32),  # cand_ub
@@ -456,8 +445,8 @@ def new_workspace(n_workers: int, n_blocks: int, block_size: int) -> tuple:
 @njit(parallel=True, cache=True)
 def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                  bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, n_workers, ws_ub, ws_mask, ws_slot_post,
-                 ws_slot_count, ws_acc, ws_cand, ws_cand_ub, ws_sorted):
+                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, n_workers, ws_ub, ws_slot, ws_acc, ws_cand,
+                 ws_cand_ub, ws_sorted):
     """Block-Max Pruning top-k of a batch of CSR queries over `n_workers` parallel workers.
 
     `ws_*`: a `new_workspace` with at least `n_workers` rows; worker w uses row w.
@@ -478,7 +467,6 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
                 q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs,
                 order, bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot,
                 kth_levels, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ws_ub[worker],
-                ws_mask[worker], ws_slot_post[worker], ws_slot_count[worker], ws_acc[worker], ws_cand[worker],
-                ws_cand_ub[worker], bucket_start, bucket_max, ws_sorted[worker], heap_scores, heap_keys,
-                heap_docs, out_scores[q], out_docs[q])
+                ws_slot[worker], ws_acc[worker], ws_cand[worker], ws_cand_ub[worker], bucket_start, bucket_max,
+                ws_sorted[worker], heap_scores, heap_keys, heap_docs, out_scores[q], out_docs[q])
     return out_docs, out_scores, out_counts

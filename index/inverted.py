@@ -218,11 +218,11 @@ class InvertedIndex:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         batch, single = as_query_batch(query_vectors, self.vocab_size)
         k = int(min(k, max(self.n_docs, 1)))
-        n_workers = set_threads(threads, batch.shape[0])
+        n_workers = set_threads(threads, batch.n_queries)
         score_dtype = np.float32 if self.quantization == "uint8" else np.float64
         docs, scores, counts = kernels.search_exhaustive(
-            batch.indptr.astype(np.int64),
-            batch.indices.astype(np.int32),
+            batch.indptr,
+            batch.indices,
             batch.data.astype(score_dtype),
             score_dtype(self.scale),
             self.offsets,
@@ -232,7 +232,7 @@ class InvertedIndex:
             k,
             n_workers,
         )
-        results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.shape[0])]
+        results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.n_queries)]
         return results[0] if single else results
 
     def _result(self, doc_numbers: np.ndarray, scores: np.ndarray) -> SearchResult:
