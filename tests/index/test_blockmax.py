@@ -82,6 +82,8 @@ def test_reused_buffers_across_calls_and_python_threads():
     index = BlockMaxIndex.build(docs, ids, block_size=16, reorder=False)
     expected = {k: exact.search(queries, k=k) for k in (3, 10, 100)}
     index.search(queries, k=10, alpha=0.5, threads=2)  # an approximate search must leave the buffers clean
+    ub, slot, acc = index._local.workspace[:3]
+    assert not ub.any() and not slot.any() and not acc.any()
 
     def run(k):
         return k, index.search(queries, k=k, threads=1)
