@@ -74,8 +74,9 @@ def test_reordered_index_reports_external_ids_and_input_positions():
         assert b.doc_ids == [ids[d] for d in b.doc_numbers]
 
 
-def test_auto_keeps_input_order_when_bisection_does_not_pay():
+def test_auto_keeps_bisection_when_it_pays_and_input_order_when_not():
     docs, ids = _clustered(seed=4)
+    assert BlockMaxIndex.build(docs, ids, block_size=8, reorder="auto").build_info["method"] == "bp"
     grouped = BlockMaxIndex.build(docs, ids, block_size=8, reorder="bp")
     in_order = docs[np.asarray(grouped.order)]
     index = BlockMaxIndex.build(in_order, ids, block_size=8, reorder="auto")
