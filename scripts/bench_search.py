@@ -10,7 +10,8 @@ Everything is built in this process from the same encoded vectors (8-bit levels,
 
 Reported per engine and setting: median / p99 single-query latency (one thread, one call per query
 through the engine's Python API), batch QPS with --threads, recall@k against our exhaustive index,
-index bytes, build time; ns per posting of the exhaustive kernel vs a plain numba term-at-a-time loop.
+index bytes, build time; ns per posting of the exhaustive kernel vs a plain numba term-at-a-time loop;
+then the ratios ours / bmp, ours / Seismic and ours / exhaustive (`--ratios-from` reprints them).
 
     .venv/bin/python scripts/bench_search.py --corpora wiki-100k wiki-1m-sim --k 10 1000
 """
@@ -135,6 +136,32 @@ class Report:
         print(f"| {corpus} | {engine} | {setting} | {k} | {row['p50']:.3f} | {row['p99']:.3f} | {row['qps1']:.0f} | "
               f"{'' if qps is None else f'{qps:.0f}'} | {rec:.4f} | {'' if not nbytes else f'{nbytes / 1e6:.0f}'} | "
               f"{'' if build_s is None else f'{build_s:.1f}'} |", flush=True)
+
+
+def print_ratios(rows):
+    """Ours against the peers, from report rows: block-max vs bmp on the same block size, order and
+    setting; vs Seismic and our exhaustive index, our fastest block-max setting (oracle order excluded) with
+    at least their recall."""
+    print("\n| corpus | k | ours | peer | recall ours / peer | QPS ours / peer | ratio QPS | ratio p50 |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def line(ours, peer):
+        print(f"| {ours['corpus']} | {ours['k']} | {ours['engine']} {ours['setting']} | {peer['engine']} {peer['setting']} | "
+              f"{ours['recall']:.4f} / {peer['recall']:.4f} | {ours['qps1']:.0f} / {peer['qps1']:.0f} | "
+              f"{ours['qps1'] / peer['qps1']:.2f} | {peer['p50'] / ours['p50']:.2f} |")
+
+    ours_rows = [r for r in rows if r["engine"].startswith("block-max") and "oracle" not in r["setting"]]
+    for peer in rows:
+        same = [r for r in ours_rows if r["corpus"] == peer["corpus"] and r["k"] == peer["k"]]
+        if peer["engine"].startswith("bmp"):
+            engine = peer["engine"].replace("bmp (Rust)", "block-max")
+            for ours in same:
+                if ours["engine"] == engine and ours["setting"] == peer["setting"]:
+                    line(ours, peer)
+        elif peer["engine"] in ("seismic", "exhaustive"):
+            at_least = [r for r in same if r["recall"] >= peer["recall"]]
+            if at_least:
+                line(max(at_least, key=lambda r: r["qps1"]), peer)
 
 
 def bench_corpus(name, levels, scale, ids, queries, oracle, args, report):
@@ -302,7 +329,11 @@ def main():
     parser.add_argument("--bmp-orders", nargs="*", default=["bp", "input"], choices=["bp", "input"],
                         help="document orders to build bmp indexes for (none: skip bmp)")
     parser.add_argument("--skip-seismic", action="store_true")
+    parser.add_argument("--ratios-from", type=Path, help="only print the ratio table of a saved results-*.json")
     args = parser.parse_args()
+    if args.ratios_from:
+        print_ratios(json.loads(args.ratios_from.read_text()))
+        return
     args.seismic = [(int(s.split(":")[0]), float(s.split(":")[1])) for s in args.seismic]
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numba threads "
@@ -317,6 +348,7 @@ def main():
             sim, sim_ids, oracle = simulate_1m(levels, ids, args.seed)
             print(f"wiki-1m-sim (simulation) ready in {time.perf_counter() - start:.1f} s", flush=True)
             bench_corpus(corpus + " (SIMULATION)", sim, scale, sim_ids, queries, oracle, args, report)
+    print_ratios(report.rows)
     out = CACHE / f"results-{int(time.time())}.json"
     out.write_text(json.dumps(report.rows, indent=1))
     print(f"\nrows saved to {out}")

@@ -4,6 +4,7 @@ import pytest
 
 from lsr.eval import evaluate, load_dataset, run_from_results
 from lsr.eval.pipeline import evaluate_sparse
+from lsr.index import BlockMaxIndex, InvertedIndex
 from lsr.index.reference import exhaustive_search
 
 
@@ -40,3 +41,17 @@ def test_8bit_index_within_tolerance(nfcorpus_float32, splade_tiny):
     gap = abs(quantized.result["metrics"]["nDCG@10"] - evaluation.result["metrics"]["nDCG@10"])
     assert gap <= 0.003
     assert quantized.result["efficiency"]["index_bytes"] < evaluation.result["efficiency"]["index_bytes"]
+
+
+@pytest.mark.parametrize("block_size", [8, 32])
+def test_block_max_safe_search_equals_exhaustive(nfcorpus_float32, block_size):
+    dataset, out, evaluation = nfcorpus_float32
+    from lsr.vectors import load_vectors
+
+    doc_vectors, doc_ids, _ = load_vectors(out / "doc_vectors.npz")
+    exact = InvertedIndex.build(doc_vectors, doc_ids, "uint8")
+    index = BlockMaxIndex.build(doc_vectors, doc_ids, block_size=block_size)
+    for k in (10, 1000):
+        for a, b in zip(exact.search(evaluation.query_vectors, k=k), index.search(evaluation.query_vectors, k=k)):
+            assert a.doc_ids == b.doc_ids
+            assert (a.scores == b.scores).all()
