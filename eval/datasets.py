@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lsr.files import atomic_path
 from lsr.paths import shared_path
 
 # BEIR (and pyserini) drop results whose doc id equals the query id on these datasets
@@ -155,9 +156,7 @@ def seed_ir_datasets_beir(name: str, mirror: str | os.PathLike | None = None) ->
     source = mirror / name if mirror is not None else None
     if source is None or not source.is_dir():
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".source.zip.tmp{os.getpid()}")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
         for file in sorted(source.rglob("*")):
             if not file.is_file():
                 continue
@@ -166,7 +165,6 @@ def seed_ir_datasets_beir(name: str, mirror: str | os.PathLike | None = None) ->
             if relative.endswith(".gz"):
                 relative, data = relative[:-3], gzip.decompress(data)
             archive.writestr(f"{name}/{relative}", data)
-    os.replace(tmp, target)
     return True
 
 

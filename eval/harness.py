@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsr.files import atomic_path
 from lsr.index import InvertedIndex
 from lsr.paths import default_model
 from lsr.texts import document_text
@@ -253,9 +254,8 @@ class Harness:
         seconds = time.perf_counter() - start
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "meta.json").write_text(json.dumps({"encode_seconds": seconds, "system": system.to_dict()}))
-        tmp = folder / f".embeddings.tmp{os.getpid()}.npy"  # embeddings.npy marks a complete entry
-        np.save(tmp, embeddings)
-        os.replace(tmp, cache)
+        with atomic_path(cache) as tmp:  # embeddings.npy marks a complete entry
+            np.save(tmp, embeddings)
         self._note(artefact, key, False)
         return embeddings, seconds
 

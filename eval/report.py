@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lsr.files import atomic_path
+
 SCHEMA_VERSION = 1
 
 
@@ -39,10 +41,8 @@ def make_result(system: str, dataset: str, metrics: dict, efficiency: dict, sett
 
 def write_json(path: str | os.PathLike, results: list[dict]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "results": results}, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "results": results}, indent=2) + "\n")
     return path
 
 

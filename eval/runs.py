@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lsr.files import atomic_path
+
 Run = dict[str, dict[str, float]]
 
 
@@ -31,18 +33,12 @@ def write_trec_run(path: str | os.PathLike, run: Run, tag: str = "lsr") -> Path:
     if not tag or any(ch.isspace() for ch in tag):
         raise ValueError(f"run tag must be a non-empty word, got {tag!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for qid, docs in run.items():
-                for rank, (doc_id, score) in enumerate(ranked(docs), start=1):
-                    handle.write(f"{qid} Q0 {doc_id} {rank} {score:.9g} {tag}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for qid, docs in run.items():
+            for rank, (doc_id, score) in enumerate(ranked(docs), start=1):
+                handle.write(f"{qid} Q0 {doc_id} {rank} {score:.9g} {tag}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     return path
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .encoder import decode_vector, load_tokenizer, tokenizer_fingerprint
+from .files import atomic_path
 
 WEIGHTS_FILE = "idf.json"
 
@@ -76,9 +77,8 @@ class InferenceFreeQueryEncoder:
         self.tokenizer.save_pretrained(folder)
         tokens = self.tokenizer.convert_ids_to_tokens(np.flatnonzero(self.weights).tolist())
         table = {tok: float(self.weights[i]) for tok, i in zip(tokens, np.flatnonzero(self.weights))}
-        tmp = folder / f".{WEIGHTS_FILE}.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, folder / WEIGHTS_FILE)
+        with atomic_path(folder / WEIGHTS_FILE) as tmp:
+            tmp.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
         return folder
 
     def encode_queries(self, texts: Sequence[str], batch_size: int | None = None) -> sp.csr_matrix:

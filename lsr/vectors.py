@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from lsr.files import atomic_path
+
 
 def save_vectors(path: str | os.PathLike, vectors: sp.csr_matrix, ids, metadata: dict | None = None) -> Path:
     """Write atomically (temporary name, then rename)."""
@@ -17,9 +19,7 @@ def save_vectors(path: str | os.PathLike, vectors: sp.csr_matrix, ids, metadata:
     if vectors.shape[0] != len(ids):
         raise ValueError(f"{vectors.shape[0]} vectors but {len(ids)} ids")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    try:
+    with atomic_path(path) as tmp:
         np.savez(
             tmp,
             data=vectors.data.astype(np.float32),
@@ -29,9 +29,6 @@ def save_vectors(path: str | os.PathLike, vectors: sp.csr_matrix, ids, metadata:
             ids=np.array(ids, dtype=str),
             metadata=np.array(json.dumps(metadata or {})),
         )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsr.files import atomic_path
 from lsr.texts import document_text
 
 
@@ -49,12 +50,9 @@ def teacher_records(dataset, teacher_run: dict, student_run: dict | None, depth:
 def write_records(path: str | os.PathLike, records: list[dict]) -> Path:
     """JSONL, written to a temporary name and renamed (never half-written)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
     return path
 
 
@@ -76,8 +74,6 @@ def ensemble_teacher_file(out: str | os.PathLike, dataset_name: str = "nfcorpus"
     write_records(out, records)
     summary = {"dataset": dataset.name, "teacher": harness.systems[teacher].to_dict(), "student_for_scale": student,
                "depth": depth, "scale": scale, "queries": len(records)}
-    meta = Path(f"{out}.meta.json")
-    tmp = meta.with_name(f".{meta.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, meta)
+    with atomic_path(f"{out}.meta.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
     return summary

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..files import atomic_path
 from .config import TrainConfig
 from .data import batches, beir_records, mine_negatives, read_jsonl_records
 from .losses import LOSSES, ensemble_teacher_scores
@@ -291,9 +291,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
-        tmp = self.out / f".{CHECKPOINT}.tmp{os.getpid()}"
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / CHECKPOINT)
+        with atomic_path(self.out / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
 
     def _load_checkpoint(self) -> None:
         state = torch.load(self.out / CHECKPOINT, map_location=self.device, weights_only=False)
