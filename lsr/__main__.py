@@ -1,0 +1,5 @@
+import sys
+
+from lsr.cli import main
+
+sys.exit(main())
