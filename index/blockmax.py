@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from . import blockmax_kernels as bk
 from .inverted import IndexBuilder, set_threads
-from .quantize import quantization_scale, quantize
+from .quantize import quantize
 from .queries import as_query_batch
 from .reorder import reorder_documents
 from .results import SearchResult
@@ -41,13 +41,14 @@ class BlockMaxIndexBuilder:
     """
 
     def __init__(self, vocab_size: int, block_size: int = 32, reorder="auto", model_name=None,
-                 tokenizer_fingerprint=None, spill: bool = True, spill_dir=None, reorder_options: dict | None = None):
+                 tokenizer_fingerprint=None, spill: bool = True, spill_dir=None, reorder_options: dict | None = None,
+                 scale: float | None = None):
         if not (MIN_BLOCK <= int(block_size) <= MAX_BLOCK):
             raise ValueError(f"block_size must lie in [{MIN_BLOCK}, {MAX_BLOCK}], got {block_size}")
         self.block_size = int(block_size)
         self.reorder = reorder
         self.reorder_options = dict(reorder_options or {})
-        self._inner = IndexBuilder(vocab_size, "uint8", model_name, tokenizer_fingerprint, spill_dir, spill)
+        self._inner = IndexBuilder(vocab_size, "uint8", model_name, tokenizer_fingerprint, spill_dir, spill, scale)
 
     def add(self, vectors, doc_ids) -> None:
         self._inner.add(vectors, doc_ids)
@@ -55,7 +56,7 @@ class BlockMaxIndexBuilder:
     def finish(self, path: str | os.PathLike | None = None) -> "BlockMaxIndex":
         inner = self._inner
         try:
-            scale = quantization_scale(inner._max_weight)
+            scale = inner.scale()
             parts = list(inner._chunk_arrays())
             n_docs = len(inner._doc_ids)
             if n_docs >= 2**31:
@@ -155,16 +156,18 @@ class BlockMaxIndex:
 
     @classmethod
     def build(cls, vectors, doc_ids, block_size: int = 32, reorder="auto", model_name=None,
-              tokenizer_fingerprint=None, reorder_options: dict | None = None) -> "BlockMaxIndex":
+              tokenizer_fingerprint=None, reorder_options: dict | None = None,
+              scale: float | None = None) -> "BlockMaxIndex":
         """Index a CSR matrix of document vectors (rows aligned with `doc_ids`) in memory.
 
         `reorder`: "auto" (graph bisection, kept unless the input order has fewer (block, term) pairs),
         "bp"/True (always), False/None (keep the input order), or a permutation (position -> input row).
+        `scale` fixes the 8-bit scale (default: largest weight / 255), e.g. one scale for all shards.
         """
         if not sp.issparse(vectors):
             raise TypeError(f"document vectors must be a scipy.sparse matrix, got {type(vectors).__name__}")
         builder = BlockMaxIndexBuilder(vectors.shape[1], block_size, reorder, model_name, tokenizer_fingerprint,
-                                       spill=False, reorder_options=reorder_options)
+                                       spill=False, reorder_options=reorder_options, scale=scale)
         builder.add(vectors, doc_ids)
         return builder.finish()
 

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from .queries import as_query_batch
-from .quantize import dequantize, quantization_scale, quantize
+from .quantize import LEVELS, dequantize, quantization_scale, quantize
 from .results import SearchResult
 from .storage import IndexFormatError, folder_bytes, load_folder, save_folder
 
@@ -39,6 +39,15 @@ def validate_document_batch(vectors, doc_ids, vocab_size: int | None) -> sp.csr_
     return vectors
 
 
+def check_fixed_scale(scale: float | None, max_weight: float, quantization: str = "uint8") -> None:
+    """A fixed 8-bit scale must cover every weight: a larger one would be clipped to level 255."""
+    if scale is not None and quantization == "uint8" and max_weight > scale * (LEVELS + 0.5):
+        raise ValueError(
+            f"weight {max_weight!r} exceeds the fixed scale's range (scale {scale!r} x {LEVELS} levels); "
+            "compute the scale from the largest weight of the whole collection"
+        )
+
+
 class IndexBuilder:
     """Streaming builder: `add` batches of (CSR vectors, doc ids), then `finish`.
 
@@ -55,9 +64,14 @@ class IndexBuilder:
         tokenizer_fingerprint: str | None = None,
         spill_dir: str | os.PathLike | None = None,
         spill: bool = True,
+        scale: float | None = None,
     ):
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+        if scale is not None and not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+        # a fixed 8-bit scale (shards of one collection share it, so their scores are comparable)
+        self.fixed_scale = float(scale) if scale is not None else None
         self.vocab_size = int(vocab_size)
         self.quantization = quantization
         self.model_name = model_name
@@ -81,7 +95,9 @@ class IndexBuilder:
         indices = vectors.indices.astype(np.int32)
         kernels.count_terms(indices, self._term_counts)
         if vectors.nnz:
-            self._max_weight = max(self._max_weight, float(vectors.data.max()))
+            batch_max = float(vectors.data.max())
+            check_fixed_scale(self.fixed_scale, batch_max, self.quantization)
+            self._max_weight = max(self._max_weight, batch_max)
         arrays = (vectors.indptr.astype(np.int64), indices, vectors.data)
         if self._spill:
             chunk = self._scratch / f"chunk{len(self._chunks):06d}.npz"
@@ -107,7 +123,7 @@ class IndexBuilder:
             offsets = np.zeros(self.vocab_size + 1, dtype=np.int64)
             np.cumsum(self._term_counts, out=offsets[1:])
             n_postings = int(offsets[-1])
-            scale = quantization_scale(self._max_weight) if self.quantization == "uint8" else 1.0
+            scale = self.scale() if self.quantization == "uint8" else 1.0
             weight_dtype = np.uint8 if self.quantization == "uint8" else np.float32
             if path is not None:
                 post_docs = np.lib.format.open_memmap(self._scratch_file("post_docs"), "w+", np.int32, (n_postings,))
@@ -132,6 +148,10 @@ class IndexBuilder:
             return index
         finally:
             self.close()
+
+    def scale(self) -> float:
+        """The 8-bit scale `finish` uses: the fixed one, else the largest weight added so far / 255."""
+        return self.fixed_scale if self.fixed_scale is not None else quantization_scale(self._max_weight)
 
     def _scratch_file(self, name: str) -> Path:
         if self._scratch is None:
@@ -165,11 +185,14 @@ class InvertedIndex:
         quantization: str = "uint8",
         model_name: str | None = None,
         tokenizer_fingerprint: str | None = None,
+        scale: float | None = None,
     ) -> "InvertedIndex":
-        """Index a CSR matrix of document vectors (rows aligned with `doc_ids`) in memory."""
+        """Index a CSR matrix of document vectors (rows aligned with `doc_ids`) in memory.
+
+        `scale` fixes the 8-bit scale (default: largest weight / 255), e.g. one scale for all shards."""
         if not sp.issparse(vectors):
             raise TypeError(f"document vectors must be a scipy.sparse matrix, got {type(vectors).__name__}")
-        builder = IndexBuilder(vectors.shape[1], quantization, model_name, tokenizer_fingerprint, spill=False)
+        builder = IndexBuilder(vectors.shape[1], quantization, model_name, tokenizer_fingerprint, spill=False, scale=scale)
         builder.add(vectors, doc_ids)
         return builder.finish()
 
