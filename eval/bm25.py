@@ -100,35 +100,86 @@ class BM25Vectors:
         """Analyze every document; dl = analyzed tokens (Lucene-encoded when `lucene_norms`), avgdl exact."""
         analyzer = analyzer or Analyzer()
         vocabulary: dict[str, int] = {}
-        indptr, indices, counts, lengths = [0], [], [], []
-        for text in texts:
-            tf = Counter(analyzer(text))
-            for term, count in tf.items():
-                indices.append(vocabulary.setdefault(term, len(vocabulary)))
-                counts.append(count)
-            indptr.append(len(indices))
-            lengths.append(sum(tf.values()))
-        n_docs = len(lengths)
-        tf_matrix = sp.csr_matrix(
-            (np.asarray(counts, dtype=np.float64), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
-            shape=(n_docs, len(vocabulary)),
-        )
-        lengths = np.asarray(lengths, dtype=np.float64)
-        # Lucene's docCount and sumTotalTermFreq only see documents that have the field (≥ 1 token)
-        doc_count = int((lengths > 0).sum())
-        avgdl = float(lengths.sum() / doc_count) if doc_count else 1.0
-        df = np.bincount(tf_matrix.indices, minlength=len(vocabulary))
-        idf = lucene_idf(df, doc_count)
-        dl = np.array([lucene_doc_length(n) for n in lengths], dtype=np.float64) if lucene_norms else lengths
-        norm = k1 * (1.0 - b + b * dl / avgdl)
-        rows = np.repeat(np.arange(n_docs), np.diff(tf_matrix.indptr))
-        tf = tf_matrix.data
-        weights = idf[tf_matrix.indices] * tf / (tf + norm[rows])
-        doc_vectors = sp.csr_matrix((weights.astype(np.float32), tf_matrix.indices, tf_matrix.indptr), shape=tf_matrix.shape)
-        return cls(analyzer, vocabulary, doc_vectors, df, avgdl, k1, b)
+        tf_matrix, lengths = term_counts(texts, analyzer, vocabulary)
+        statistics = BM25Statistics.of(tf_matrix, lengths)
+        doc_vectors = bm25_weights(tf_matrix, lengths, statistics, k1, b, lucene_norms)
+        return cls(analyzer, vocabulary, doc_vectors, statistics.df, statistics.avgdl, k1, b)
 
     def encode_queries(self, texts) -> sp.csr_matrix:
         return query_vectors(texts, self.vocabulary, self.analyzer)
+
+
+def term_counts(texts, analyzer: Analyzer, vocabulary: dict[str, int]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Analyzed term counts of `texts` (CSR, float32) and analyzed lengths; new terms are added to `vocabulary`
+    in order of first occurrence (so streaming the corpus in chunks gives the ids of one pass)."""
+    indptr, indices, counts, lengths = [0], [], [], []
+    for text in texts:
+        tf = Counter(analyzer(text))
+        for term, count in tf.items():
+            indices.append(vocabulary.setdefault(term, len(vocabulary)))
+            counts.append(count)
+        indptr.append(len(indices))
+        lengths.append(sum(tf.values()))
+    matrix = sp.csr_matrix(
+        (np.asarray(counts, dtype=np.float32), np.asarray(indices, dtype=np.int32), np.asarray(indptr, dtype=np.int64)),
+        shape=(len(lengths), len(vocabulary)),
+    )
+    return matrix, np.asarray(lengths, dtype=np.int64)
+
+
+@dataclass
+class BM25Statistics:
+    """Collection statistics BM25 weights need: document frequencies, docCount, avgdl (Lucene's definitions)."""
+
+    df: np.ndarray
+    doc_count: int
+    avgdl: float
+
+    @classmethod
+    def of(cls, tf_matrix: sp.csr_matrix, lengths: np.ndarray) -> "BM25Statistics":
+        accumulator = cls.accumulator(tf_matrix.shape[1])
+        accumulator.add(tf_matrix, lengths)
+        return accumulator.result()
+
+    @staticmethod
+    def accumulator(vocab_size: int = 0) -> "_StatisticsAccumulator":
+        return _StatisticsAccumulator(vocab_size)
+
+
+class _StatisticsAccumulator:
+    """Adds chunks of term counts up to `BM25Statistics` (the statistics pass of streamed indexing)."""
+
+    def __init__(self, vocab_size: int):
+        self.df = np.zeros(vocab_size, dtype=np.int64)
+        self.doc_count = 0
+        self.total_length = 0
+
+    def add(self, tf_matrix: sp.csr_matrix, lengths: np.ndarray) -> None:
+        if tf_matrix.shape[1] > self.df.shape[0]:
+            self.df = np.concatenate([self.df, np.zeros(tf_matrix.shape[1] - self.df.shape[0], dtype=np.int64)])
+        self.df += np.bincount(tf_matrix.indices, minlength=self.df.shape[0])
+        lengths = np.asarray(lengths)
+        # Lucene's docCount and sumTotalTermFreq only see documents that have the field (>= 1 token)
+        self.doc_count += int((lengths > 0).sum())
+        self.total_length += int(lengths.sum())
+
+    def result(self) -> BM25Statistics:
+        avgdl = float(self.total_length / self.doc_count) if self.doc_count else 1.0
+        return BM25Statistics(self.df, self.doc_count, avgdl)
+
+
+def bm25_weights(tf_matrix: sp.csr_matrix, lengths: np.ndarray, statistics: BM25Statistics, k1: float, b: float,
+                 lucene_norms: bool = True) -> sp.csr_matrix:
+    """BM25 document weights (float32 CSR) of term counts, given the whole collection's statistics."""
+    idf = lucene_idf(statistics.df, statistics.doc_count)
+    lengths = np.asarray(lengths, dtype=np.float64)
+    dl = np.array([lucene_doc_length(n) for n in lengths], dtype=np.float64) if lucene_norms else lengths
+    norm = k1 * (1.0 - b + b * dl / statistics.avgdl)
+    rows = np.repeat(np.arange(tf_matrix.shape[0]), np.diff(tf_matrix.indptr))
+    tf = tf_matrix.data.astype(np.float64)
+    weights = idf[tf_matrix.indices] * tf / (tf + norm[rows])
+    return sp.csr_matrix((weights.astype(np.float32), tf_matrix.indices, tf_matrix.indptr),
+                         shape=(tf_matrix.shape[0], statistics.df.shape[0]))
 
 
 def query_vectors(texts, vocabulary: dict[str, int], analyzer: Analyzer | None = None) -> sp.csr_matrix:
