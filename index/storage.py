@@ -2,25 +2,38 @@
 
 Every index type (exact inverted, block-max, ...) is a folder holding one `.npy` file per array,
 `doc_ids.txt` (one external id per line) and `manifest.json`, which records the format name and
-version, free-form metadata and, per file, its shape, dtype, byte size and SHA-256.
+version, free-form metadata and, per file, its shape, dtype, byte size and SHA-256. The manifest
+carries its own checksum (`manifest_sha256`, over its canonical JSON), so an edited or damaged
+manifest (a changed `scale`, a missing key) is refused even when loading without `verify`.
 
-A save writes into a temporary sibling folder and renames it into place, so an interrupted save
-never leaves a half-written index under the target name.
+A save writes into a temporary sibling folder and renames it into place (an existing index is moved
+aside first and removed after), so an interrupted save never leaves a half-written index under the
+target name. What a killed save leaves — its temporary folder, or, killed between the two renames, the
+previous index set aside under `.NAME.old-*` with no index under NAME — is found by the next save or
+load of that target: the set-aside index is restored, the rest removed (see `lsr.files` for how a
+dead writer is told from a live one).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
-import shutil
-import uuid
+import time
 from pathlib import Path
 
 import numpy as np
 
+from lsr.files import remove_path, remove_stale_siblings, temporary_sibling, writer_siblings
+
 MANIFEST = "manifest.json"
 DOC_IDS = "doc_ids.txt"
+MANIFEST_CHECKSUM = "manifest_sha256"
+LIVE_SAVE_WAIT_S = 10.0  # a load that finds a live save between its two renames waits this long
+
+logger = logging.getLogger("lsr.index")
 
 
 class IndexFormatError(ValueError):
@@ -40,6 +53,53 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of the manifest's canonical JSON, without its own checksum field."""
+    body = {key: value for key, value in manifest.items() if key != MANIFEST_CHECKSUM}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def is_number(value) -> bool:
+    """A finite JSON number (not a boolean)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_fields(mapping, fields: dict, where) -> None:
+    """Each `fields[name]` is a type or tuple of types the value must have (`None`: null allowed).
+
+    `float` accepts any finite number; `int` refuses booleans.
+    """
+    if not isinstance(mapping, dict):
+        raise IndexFormatError(f"{where}: expected a JSON object, got {type(mapping).__name__}")
+    for name, kinds in fields.items():
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        if name not in mapping:
+            raise IndexFormatError(f"{where}: missing field {name!r}")
+        value = mapping[name]
+        if not any(_has_kind(value, kind) for kind in kinds):
+            names = " or ".join("null" if kind is None else kind.__name__ for kind in kinds)
+            raise IndexFormatError(f"{where}: field {name!r} must be {names}, got {value!r}")
+
+
+def _has_kind(value, kind) -> bool:
+    if kind is None:
+        return value is None
+    if kind is float:
+        return is_number(value)
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, kind)
+
+
 def save_folder(
     path: str | os.PathLike,
     arrays: dict[str, np.ndarray],
@@ -54,7 +114,8 @@ def save_folder(
         if "\n" in doc_id or "\r" in doc_id:
             raise ValueError(f"document id {doc_id!r} contains a line break; ids are stored one per line")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    recover_folder(target)
+    tmp = temporary_sibling(target, "tmp")
     tmp.mkdir()
     try:
         files = {}
@@ -80,14 +141,16 @@ def save_folder(
             **metadata,
             "files": files,
         }
+        manifest[MANIFEST_CHECKSUM] = manifest_checksum(manifest)
         manifest_file = tmp / MANIFEST
         with open(manifest_file, "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2, sort_keys=True)
+            json.dump(manifest, handle, indent=2, sort_keys=True, allow_nan=False)
             handle.flush()
             os.fsync(handle.fileno())
+        _fsync_dir(tmp)
         _replace_folder(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp)
         raise
     return target
 
@@ -97,38 +160,85 @@ def _replace_folder(new: Path, target: Path) -> None:
     if target.exists():
         if not (target / MANIFEST).is_file() and any(target.iterdir()):
             raise FileExistsError(f"{target} exists and is not an index folder; refusing to replace it")
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        old = temporary_sibling(target, "old")
         os.rename(target, old)
         os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(target.parent)
+        remove_path(old)
     else:
         os.rename(new, target)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(target.parent)
+
+
+def recover_folder(target: Path) -> None:
+    """Undo what killed saves of `target` left: restore a set-aside index when none is at `target`, then
+    remove the temporaries and set-aside copies of writers that are gone. Best effort on read-only
+    locations, except that a missing index with a restorable copy is an error there."""
+    if not target.exists():
+        deadline = time.monotonic() + LIVE_SAVE_WAIT_S
+        while True:
+            olds = [s for s in writer_siblings(target) if s.kind == "old"]
+            if not any(s.live for s in olds) or target.exists() or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # a live save is between its two renames: the new index appears at once
+        dead = [s.path for s in olds if not s.live and (s.path / MANIFEST).is_file()]
+        if dead and not target.exists():
+            newest = max(dead, key=lambda p: p.stat().st_mtime)
+            try:
+                os.rename(newest, target)
+            except OSError as error:
+                raise IndexFormatError(
+                    f"{target}: missing, but a save that was interrupted left the previous index at {newest}; "
+                    f"it could not be restored ({error}); rename it to {target.name}"
+                ) from None
+            logger.warning("%s: restored the previous index left by an interrupted save (%s)", target, newest.name)
+    remove_stale_siblings(target)
 
 
 def read_manifest(path: str | os.PathLike, format_name: str, max_version: int) -> dict:
-    """Read and validate the manifest of the index folder at `path`."""
+    """Read and validate the manifest of the index folder at `path` (its checksum, format, version, files)."""
     folder = Path(path)
     manifest_file = folder / MANIFEST
     if not manifest_file.is_file():
         raise IndexFormatError(f"{folder}: no {MANIFEST}; not an lsr index folder")
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise IndexFormatError(f"{manifest_file}: corrupt manifest ({error})") from None
-    if manifest.get("format") != format_name:
-        raise IndexFormatError(f"{manifest_file}: format is {manifest.get('format')!r}, expected {format_name!r}")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    # format and version first: a newer lsr's manifest is reported as such, whatever else it changed
+    check_fields(manifest, {"format": str, "format_version": int}, manifest_file)
+    if manifest["format"] != format_name:
+        raise IndexFormatError(f"{manifest_file}: format is {manifest['format']!r}, expected {format_name!r}")
+    version = manifest["format_version"]
+    if version < 1:
         raise IndexFormatError(f"{manifest_file}: invalid format_version {version!r}")
     if version > max_version:
         raise IndexFormatError(
             f"{manifest_file}: format version {version} is newer than this lsr supports ({max_version}); upgrade lsr"
         )
+    if MANIFEST_CHECKSUM not in manifest:
+        raise IndexFormatError(
+            f"{manifest_file}: manifest has no {MANIFEST_CHECKSUM} (edited, or written before manifests were "
+            "checksummed); rebuild the index"
+        )
+    check_fields(manifest, {MANIFEST_CHECKSUM: str, "files": dict}, manifest_file)
+    try:
+        checksum = manifest_checksum(manifest)
+    except (ValueError, RecursionError):  # NaN / infinity (json reads them) or pathological nesting
+        checksum = None
+    if manifest[MANIFEST_CHECKSUM] != checksum:
+        raise IndexFormatError(f"{manifest_file}: manifest checksum mismatch (edited or corrupt manifest)")
+    files = manifest["files"]
+    if DOC_IDS not in files:
+        raise IndexFormatError(f"{manifest_file}: manifest lists no {DOC_IDS}")
+    for file_name, info in files.items():
+        where = f"{manifest_file} (files/{file_name})"
+        if file_name == DOC_IDS:
+            check_fields(info, {"count": int, "bytes": int, "sha256": str}, where)
+        elif not file_name.endswith(".npy") or "/" in file_name or file_name.startswith("."):
+            raise IndexFormatError(f"{where}: not an array file name")
+        else:
+            check_fields(info, {"shape": list, "dtype": str, "bytes": int, "sha256": str}, where)
     return manifest
 
 
@@ -137,8 +247,9 @@ def load_folder(
 ) -> tuple[dict, dict[str, np.ndarray], list[str]]:
     """Load manifest, arrays and doc ids, checking sizes, shapes and dtypes (and SHA-256 if `verify`)."""
     folder = Path(path)
+    recover_folder(folder)
     manifest = read_manifest(folder, format_name, max_version)
-    files = manifest.get("files", {})
+    files = manifest["files"]
     arrays: dict[str, np.ndarray] = {}
     for file_name, info in files.items():
         file = folder / file_name
@@ -154,17 +265,18 @@ def load_folder(
             continue
         try:
             array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise IndexFormatError(f"{file}: unreadable array ({error})") from None
+        except Exception as error:  # numpy reports a damaged header or body in many ways
+            raise IndexFormatError(f"{file}: unreadable array ({type(error).__name__}: {error})") from None
         if list(array.shape) != info["shape"] or array.dtype.str != info["dtype"]:
             raise IndexFormatError(
                 f"{file}: shape {array.shape} / dtype {array.dtype.str}, manifest says {info['shape']} / {info['dtype']}"
             )
         arrays[file_name[: -len(".npy")]] = array
     ids_file = folder / DOC_IDS
-    if DOC_IDS not in files:
-        raise IndexFormatError(f"{folder}: manifest lists no {DOC_IDS}")
-    doc_ids = ids_file.read_text(encoding="utf-8").split("\n")[:-1]
+    try:
+        doc_ids = ids_file.read_text(encoding="utf-8").split("\n")[:-1]
+    except UnicodeDecodeError as error:
+        raise IndexFormatError(f"{ids_file}: invalid UTF-8 ({error.reason})") from None
     if len(doc_ids) != files[DOC_IDS]["count"]:
         raise IndexFormatError(f"{ids_file}: {len(doc_ids)} ids, manifest says {files[DOC_IDS]['count']}")
     return manifest, arrays, doc_ids

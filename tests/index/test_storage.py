@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from lsr.index import IndexFormatError, InvertedIndex
+from lsr.index.storage import manifest_checksum
 
 
 @pytest.fixture
@@ -81,11 +82,61 @@ def test_newer_version_and_garbage_refused(tmp_path, index):
     manifest_file = tmp_path / "idx" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
     manifest["format_version"] = 99
+    manifest["manifest_sha256"] = manifest_checksum(manifest)  # as a newer lsr would write it
     manifest_file.write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match="newer"):
+    with pytest.raises(IndexFormatError, match="version 99 is newer than this lsr supports"):
         InvertedIndex.load(tmp_path / "idx")
     manifest_file.write_text("{not json")
     with pytest.raises(IndexFormatError, match="corrupt manifest"):
         InvertedIndex.load(tmp_path / "idx")
     with pytest.raises(IndexFormatError, match="not an lsr index"):
         InvertedIndex.load(tmp_path)
+
+
+def edit_manifest(folder, edit, rehash):
+    manifest_file = folder / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    edit(manifest)
+    if rehash:
+        manifest["manifest_sha256"] = manifest_checksum(manifest)
+    manifest_file.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_edited_manifest_refused_by_its_checksum(tmp_path, index, verify):
+    index.save(tmp_path / "idx")
+    edit_manifest(tmp_path / "idx", lambda m: m["quantization"].update(scale=m["quantization"]["scale"] * 2), False)
+    with pytest.raises(IndexFormatError, match="manifest checksum mismatch"):
+        InvertedIndex.load(tmp_path / "idx", verify=verify)
+    edit_manifest(tmp_path / "idx", lambda m: m.pop("manifest_sha256"), False)
+    with pytest.raises(IndexFormatError, match="no manifest_sha256"):
+        InvertedIndex.load(tmp_path / "idx", verify=verify)
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda m: m.pop("files"), "missing field 'files'"),
+        (lambda m: m.update(format_version="1"), "field 'format_version' must be int"),
+        (lambda m: m.update(format_version=True), "field 'format_version' must be int"),
+        (lambda m: m["files"]["post_docs.npy"].update(bytes="12"), r"files/post_docs.npy\): field 'bytes' must be int"),
+        (lambda m: m["files"]["doc_ids.txt"].pop("count"), r"files/doc_ids.txt\): missing field 'count'"),
+        (lambda m: m["files"].update({"../escape.npy": {}}), "not an array file name"),
+        (lambda m: m["files"].pop("doc_ids.txt"), "lists no doc_ids.txt"),
+    ],
+)
+def test_malformed_manifest_fields_named(tmp_path, index, edit, message):
+    index.save(tmp_path / "idx")
+    edit_manifest(tmp_path / "idx", edit, True)  # a consistent checksum: the fields themselves are checked
+    with pytest.raises(IndexFormatError, match=message):
+        InvertedIndex.load(tmp_path / "idx", verify=False)
+
+
+def test_invalid_utf8_doc_ids_refused_without_verify(tmp_path, index):
+    index.save(tmp_path / "idx")
+    ids = tmp_path / "idx" / "doc_ids.txt"
+    data = bytearray(ids.read_bytes())
+    data[0] = 0xFF
+    ids.write_bytes(bytes(data))
+    with pytest.raises(IndexFormatError, match="invalid UTF-8"):
+        InvertedIndex.load(tmp_path / "idx", verify=False)
