@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -22,6 +23,14 @@ from lsr.paths import shared_path
 
 # BEIR (and pyserini) drop results whose doc id equals the query id on these datasets
 SELF_HIT_DATASETS = ("arguana", "quora")
+# Suspect but usable data, counted in `Dataset.data_warnings` (errors with `strict=True`):
+SUSPECT_KINDS = (
+    "qrels_unknown_docs",  # judgments naming a document the corpus does not have (kept: BEIR keeps them)
+    "duplicate_query_ids",  # a query id given twice in the queries file (the first text is kept)
+    "duplicate_judgments",  # a (query, document) pair judged twice in the qrels (the first grade is kept)
+)
+
+logger = logging.getLogger("lsr.eval")
 
 
 class DatasetError(ValueError):
@@ -36,10 +45,35 @@ class Dataset:
     corpus: dict[str, dict] = field(repr=False)
     queries: dict[str, str] = field(repr=False)
     qrels: dict[str, dict[str, int]] = field(repr=False)
+    # counts of suspect data found while loading, one per SUSPECT_KINDS entry (0: none)
+    data_warnings: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SUSPECT_KINDS, 0))
 
     @property
     def drop_self_hits(self) -> bool:
         return any(part in SELF_HIT_DATASETS for part in Path(self.name).parts)
+
+
+class Suspects:
+    """Counts suspect data while a dataset is read; `strict` turns the first one into a `DatasetError`."""
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+        self.counts = dict.fromkeys(SUSPECT_KINDS, 0)
+        self.examples: dict[str, str] = {}
+
+    def note(self, kind: str, where: str, message: str) -> None:
+        if self.strict:
+            raise DatasetError(f"{where}: {message} (strict loading: suspect data is an error)")
+        self.counts[kind] += 1
+        self.examples.setdefault(kind, f"{where}: {message}")
+
+    def report(self, name: str) -> dict[str, int]:
+        """The counts, logged once as one warning line when any is non-zero."""
+        found = {kind: n for kind, n in self.counts.items() if n}
+        if found:
+            details = "; ".join(f"{n} {kind} (e.g. {self.examples[kind]})" for kind, n in found.items())
+            logger.warning("%s: suspect data: %s", name, details)
+        return dict(self.counts)
 
 
 def _open_text(path: Path):
@@ -95,12 +129,24 @@ def read_corpus(path: Path) -> dict[str, dict]:
     return corpus
 
 
-def read_queries(path: Path) -> dict[str, str]:
-    return {str(record["_id"]): str(record["text"]) for _, record in read_jsonl(path, ("_id", "text"))}
+def read_queries(path: Path, suspects: Suspects | None = None, keep=None) -> dict[str, str]:
+    """Query id -> text (only ids in `keep`, when given); a repeated id keeps its first text and is counted
+    in `suspects` (an error when strict)."""
+    queries: dict[str, str] = {}
+    for line_no, record in read_jsonl(path, ("_id", "text")):
+        query_id = str(record["_id"])
+        if keep is not None and query_id not in keep:
+            continue
+        if query_id in queries:
+            if suspects is not None:
+                suspects.note("duplicate_query_ids", f"{path}:{line_no}", f"query id {query_id!r} given again")
+            continue
+        queries[query_id] = str(record["text"])
+    return queries
 
 
-def read_qrels_tsv(path: Path) -> dict[str, dict[str, int]]:
-    """BEIR qrels: header `query-id corpus-id score`, then tab-separated judgments."""
+def read_qrels_tsv(path: Path, suspects: Suspects | None = None) -> dict[str, dict[str, int]]:
+    """BEIR qrels: header `query-id corpus-id score`, then tab-separated judgments (at least one)."""
     qrels: dict[str, dict[str, int]] = {}
     with _open_text(path) as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -115,12 +161,32 @@ def read_qrels_tsv(path: Path) -> dict[str, dict[str, int]]:
                 score = int(row[2])
             except ValueError:
                 raise DatasetError(f"{path}:{line_no}: score {row[2]!r} is not an integer") from None
-            qrels.setdefault(row[0], {})[row[1]] = score
+            judged = qrels.setdefault(row[0], {})
+            if row[1] in judged:
+                if suspects is not None:
+                    message = f"query {row[0]!r} judges {row[1]!r} again"
+                    suspects.note("duplicate_judgments", f"{path}:{line_no}", message)
+                continue
+            judged[row[1]] = score
+    if not qrels:
+        raise DatasetError(f"{path}: no relevance judgments (empty qrels file); metrics would all be 0")
     return qrels
 
 
-def load_beir_folder(folder: str | os.PathLike, split: str = "test", name: str | None = None) -> Dataset:
-    """A BEIR folder: corpus.jsonl[.gz], queries.jsonl[.gz], qrels/<split>.tsv; queries limited to the split."""
+def check_judged_documents(qrels: dict, corpus: dict, where: str, suspects: Suspects) -> None:
+    """Count the judgments that name documents absent from the corpus."""
+    for query_id, judged in qrels.items():
+        for doc_id in judged:
+            if doc_id not in corpus:
+                suspects.note("qrels_unknown_docs", where, f"query {query_id!r} judges {doc_id!r}, not in the corpus")
+
+
+def load_beir_folder(
+    folder: str | os.PathLike, split: str = "test", name: str | None = None, strict: bool = False
+) -> Dataset:
+    """A BEIR folder: corpus.jsonl[.gz], queries.jsonl[.gz], qrels/<split>.tsv; queries limited to the split.
+
+    Suspect data (`SUSPECT_KINDS`) is counted in `data_warnings`, or refused with `strict=True`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder")
@@ -128,14 +194,19 @@ def load_beir_folder(folder: str | os.PathLike, split: str = "test", name: str |
     if not qrels_file.is_file():
         splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise DatasetError(f"{qrels_file}: no such split (available: {splits})")
-    qrels = read_qrels_tsv(qrels_file)
-    all_queries = read_queries(_find(folder, "queries.jsonl"))
-    missing = [qid for qid in qrels if qid not in all_queries]
+    suspects = Suspects(strict)
+    qrels = read_qrels_tsv(qrels_file, suspects)
+    queries = read_queries(_find(folder, "queries.jsonl"), suspects, keep=qrels)
+    missing = [qid for qid in qrels if qid not in queries]
     if missing:
         raise DatasetError(f"{qrels_file}: {len(missing)} query ids not in the queries file, e.g. {missing[0]!r}")
-    queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
-    corpus = read_corpus(_find(folder, "corpus.jsonl"))
-    return Dataset(name or f"{folder.name}/{split}", corpus, queries, qrels)
+    corpus_file = _find(folder, "corpus.jsonl")
+    corpus = read_corpus(corpus_file)
+    if not corpus:
+        raise DatasetError(f"{corpus_file}: no documents")
+    check_judged_documents(qrels, corpus, str(qrels_file), suspects)
+    name = name or f"{folder.name}/{split}"
+    return Dataset(name, corpus, queries, qrels, suspects.report(name))
 
 
 def beir_mirror() -> Path | None:
@@ -168,8 +239,10 @@ def seed_ir_datasets_beir(name: str, mirror: str | os.PathLike | None = None) ->
     return True
 
 
-def load_ir_dataset(dataset_id: str, mirror: str | os.PathLike | None = None) -> Dataset:
-    """A dataset by ir_datasets id (e.g. `beir/nfcorpus/test`); BEIR ids are seeded from the mirror first."""
+def load_ir_dataset(dataset_id: str, mirror: str | os.PathLike | None = None, strict: bool = False) -> Dataset:
+    """A dataset by ir_datasets id (e.g. `beir/nfcorpus/test`); BEIR ids are seeded from the mirror first.
+
+    Suspect data is counted in `data_warnings` (or refused with `strict=True`), as for a folder."""
     import ir_datasets
 
     parts = dataset_id.split("/")
@@ -182,23 +255,44 @@ def load_ir_dataset(dataset_id: str, mirror: str | os.PathLike | None = None) ->
     for part in ("docs", "queries", "qrels"):
         if not getattr(handle, f"has_{part}")():
             raise DatasetError(f"ir_datasets id {dataset_id!r} has no {part}; name a split, e.g. {dataset_id}/test")
+    suspects = Suspects(strict)
+    where = f"ir_datasets {dataset_id!r}"
     qrels: dict[str, dict[str, int]] = {}
     for qrel in handle.qrels_iter():
-        qrels.setdefault(qrel.query_id, {})[qrel.doc_id] = int(qrel.relevance)
-    queries = {query.query_id: query.text for query in handle.queries_iter() if query.query_id in qrels}
+        judged = qrels.setdefault(qrel.query_id, {})
+        if qrel.doc_id in judged:
+            message = f"query {qrel.query_id!r} judges {qrel.doc_id!r} again"
+            suspects.note("duplicate_judgments", f"{where} qrels", message)
+            continue
+        judged[qrel.doc_id] = int(qrel.relevance)
+    if not qrels:
+        raise DatasetError(f"{where}: no relevance judgments")
+    queries: dict[str, str] = {}
+    for query in handle.queries_iter():
+        if query.query_id not in qrels:
+            continue
+        if query.query_id in queries:
+            suspects.note("duplicate_query_ids", f"{where} queries", f"query id {query.query_id!r} given again")
+        else:
+            queries[query.query_id] = query.text
     corpus = {doc.doc_id: {"title": getattr(doc, "title", "") or "", "text": doc.text} for doc in handle.docs_iter()}
-    return Dataset(dataset_id, corpus, queries, qrels)
+    if not corpus:
+        raise DatasetError(f"{where}: no documents")
+    check_judged_documents(qrels, corpus, f"{where} qrels", suspects)
+    return Dataset(dataset_id, corpus, queries, qrels, suspects.report(dataset_id))
 
 
-def load_dataset(spec: str | os.PathLike, split: str = "test") -> Dataset:
-    """A dataset from a folder path, an ir_datasets id (`beir/scifact/test`) or a mirror name (`scifact`)."""
+def load_dataset(spec: str | os.PathLike, split: str = "test", strict: bool = False) -> Dataset:
+    """A dataset from a folder path, an ir_datasets id (`beir/scifact/test`) or a mirror name (`scifact`).
+
+    `strict`: suspect data (see `SUSPECT_KINDS`) is an error instead of a counted warning."""
     path = Path(spec)
     if path.is_dir():
-        return load_beir_folder(path, split)
+        return load_beir_folder(path, split, strict=strict)
     spec = str(spec)
     if "/" not in spec:
         mirror = beir_mirror()
         if mirror is not None and (mirror / spec).is_dir():
-            return load_beir_folder(mirror / spec, split, name=f"beir/{spec}/{split}")
+            return load_beir_folder(mirror / spec, split, name=f"beir/{spec}/{split}", strict=strict)
         spec = f"beir/{spec}/{split}"
-    return load_ir_dataset(spec)
+    return load_ir_dataset(spec, strict=strict)

@@ -85,3 +85,44 @@ def test_self_hit_datasets():
     assert Dataset("beir/arguana/test", {}, {}, {}).drop_self_hits
     assert Dataset("beir/quora/dev", {}, {}, {}).drop_self_hits
     assert not Dataset("beir/nfcorpus/test", {}, {}, {}).drop_self_hits
+
+
+def test_empty_qrels_and_empty_corpus_are_errors(tmp_path):
+    folder = write_beir(tmp_path / "a", GOOD_CORPUS, GOOD_QUERIES, "query-id\tcorpus-id\tscore\n")
+    with pytest.raises(DatasetError, match=r"test.tsv: no relevance judgments"):
+        load_beir_folder(folder)
+    folder = write_beir(tmp_path / "b", [], GOOD_QUERIES, GOOD_QRELS)
+    with pytest.raises(DatasetError, match=r"corpus.jsonl: no documents"):
+        load_beir_folder(folder)
+
+
+SUSPECT_QUERIES = GOOD_QUERIES + [line({"_id": "q1", "text": "again"}), line({"_id": "q9", "text": "x"})] * 2
+SUSPECT_QRELS = GOOD_QRELS + "q1\td1\t2\nq1\tgone\t1\nq2\tgone\t1\n"
+
+
+def test_suspect_data_counted(tmp_path, caplog):
+    folder = write_beir(tmp_path / "ds", GOOD_CORPUS, SUSPECT_QUERIES, SUSPECT_QRELS)
+    with caplog.at_level("WARNING", logger="lsr.eval"):
+        data = load_beir_folder(folder)
+    # q9 is repeated too, but has no judgments in this split: it does not affect the evaluation
+    assert data.data_warnings == {"qrels_unknown_docs": 2, "duplicate_query_ids": 2, "duplicate_judgments": 1}
+    assert data.queries == {"q1": "a", "q2": "b"}  # first text kept
+    assert data.qrels == {"q1": {"d1": 1, "gone": 1}, "q2": {"gone": 1}}  # first grade kept; unknown docs kept
+    assert len(caplog.records) == 1 and "2 qrels_unknown_docs (e.g." in caplog.text
+    clean = load_beir_folder(write_beir(tmp_path / "clean", GOOD_CORPUS, GOOD_QUERIES, GOOD_QRELS))
+    assert clean.data_warnings == {"qrels_unknown_docs": 0, "duplicate_query_ids": 0, "duplicate_judgments": 0}
+
+
+@pytest.mark.parametrize(
+    "queries,qrels,message",
+    [
+        (SUSPECT_QUERIES, GOOD_QRELS, r"queries.jsonl:3: query id 'q1' given again \(strict"),
+        (GOOD_QUERIES, GOOD_QRELS + "q1\td1\t2\n", r"test.tsv:3: query 'q1' judges 'd1' again"),
+        (GOOD_QUERIES, GOOD_QRELS + "q2\tgone\t1\n", r"test.tsv: query 'q2' judges 'gone', not in the corpus"),
+    ],
+)
+def test_strict_loading_refuses_suspect_data(tmp_path, queries, qrels, message):
+    folder = write_beir(tmp_path / "ds", GOOD_CORPUS, queries, qrels)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(folder, strict=True)
+    assert sum(load_dataset(folder).data_warnings.values()) >= 1  # the same data loads, counted, without strict
