@@ -3,6 +3,9 @@
 Same inputs, quantisation, result type and tie-breaking as `InvertedIndex`: with alpha = beta = 1 the
 top-k is identical to the exact index's (same scores, ties by smaller build-input position).
 `doc_numbers` in results are build-input positions, whatever the internal (reordered) document order.
+
+The index also keeps the exact index's posting lists, so every query can be answered by exhaustive
+term-at-a-time search or by Block-Max Pruning; by default the planner (`planner.py`) picks per query.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import blockmax_kernels as bk
+from . import kernels, planner
 from .inverted import IndexBuilder, set_threads
 from .quantize import quantize
 from .queries import as_query_batch
@@ -24,13 +28,15 @@ from .results import SearchResult
 from .storage import IndexFormatError, folder_bytes, load_folder, save_folder
 
 FORMAT_NAME = "lsr.blockmax"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MIN_BLOCK, MAX_BLOCK = 1, 128  # document offsets inside a block are stored as uint8
-ARRAYS = (
+BLOCKMAX_ARRAYS = (
     "order", "bm_offsets", "bm_blocks", "bm_max", "bm_post", "bm_count", "dense_row", "dense_max", "dense_slot",
     "kth_levels",
     "fw_offsets", "fw_post_base", "fw_terms", "fw_rel_end", "fw_post",
 )
+EXHAUSTIVE_ARRAYS = ("offsets", "post_docs", "post_weights")  # `InvertedIndex`'s layout, build-input order
+ARRAYS = BLOCKMAX_ARRAYS + EXHAUSTIVE_ARRAYS
 
 
 class BlockMaxIndexBuilder:
@@ -40,12 +46,10 @@ class BlockMaxIndexBuilder:
     graph, so `finish` gathers the quantised collection in memory (5 bytes per posting).
     """
 
-    def __init__(self, vocab_size: int, block_size: int = 32, reorder="auto", model_name=None,
+    def __init__(self, vocab_size: int, block_size: int | str = "auto", reorder="auto", model_name=None,
                  tokenizer_fingerprint=None, spill: bool = True, spill_dir=None, reorder_options: dict | None = None,
                  scale: float | None = None):
-        if not (MIN_BLOCK <= int(block_size) <= MAX_BLOCK):
-            raise ValueError(f"block_size must lie in [{MIN_BLOCK}, {MAX_BLOCK}], got {block_size}")
-        self.block_size = int(block_size)
+        self.block_size = _check_block_size(block_size)
         self.reorder = reorder
         self.reorder_options = dict(reorder_options or {})
         self._inner = IndexBuilder(vocab_size, "uint8", model_name, tokenizer_fingerprint, spill_dir, spill, scale)
@@ -72,8 +76,11 @@ class BlockMaxIndexBuilder:
             indices = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
             levels = np.concatenate([quantize(p[2], scale) for p in parts]) if parts else np.zeros(0, np.uint8)
             del parts
+            block_size = self.block_size
+            if block_size == "auto":
+                block_size = planner.default_block_size(n_docs, int(indptr[-1]))
             index = _build(indptr, indices.astype(np.int32, copy=False), levels, scale, inner.vocab_size,
-                           inner._doc_ids, self.block_size, self.reorder, self.reorder_options,
+                           inner._doc_ids, block_size, self.reorder, self.reorder_options,
                            inner.model_name, inner.tokenizer_fingerprint)
         finally:
             inner.close()
@@ -81,6 +88,14 @@ class BlockMaxIndexBuilder:
             index.save(path)
             return BlockMaxIndex.load(path, verify=False)
         return index
+
+
+def _check_block_size(block_size):
+    if isinstance(block_size, str) and block_size == "auto":
+        return block_size
+    if not isinstance(block_size, (int, np.integer)) or not (MIN_BLOCK <= block_size <= MAX_BLOCK):
+        raise ValueError(f"block_size must be 'auto' or an integer in [{MIN_BLOCK}, {MAX_BLOCK}], got {block_size!r}")
+    return int(block_size)
 
 
 def _resolve_order(indptr, indices, n_docs, vocab_size, block_size, reorder, options):
@@ -127,17 +142,24 @@ def _build(indptr, indices, levels, scale, vocab_size, doc_ids, block_size, reor
         *bk.build_block_max(fw_offsets, fw_terms, fw_rel_end, entry_max, term_blocks), fw_offsets.shape[0] - 1
     )
     kth_levels = bk.kth_largest_levels(indices, levels, vocab_size, bk.KTH)
+    offsets = np.zeros(vocab_size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(indices, minlength=vocab_size), out=offsets[1:])
+    post_docs = np.empty(indices.shape[0], dtype=np.int32)
+    post_weights = np.empty(indices.shape[0], dtype=np.uint8)
+    kernels.fill_postings(indptr, indices, levels, 0, offsets[:-1].copy(), post_docs, post_weights)
     info["build_seconds"] = round(time.perf_counter() - start, 3)
     arrays = dict(
         order=order, bm_offsets=bm_offsets, bm_blocks=bm_blocks, bm_max=bm_max, bm_post=bm_post, bm_count=bm_count,
         dense_row=dense_row, dense_max=dense_max, dense_slot=dense_slot, kth_levels=kth_levels,
         fw_offsets=fw_offsets, fw_post_base=fw_post_base, fw_terms=fw_terms, fw_rel_end=fw_rel_end, fw_post=fw_post,
+        offsets=offsets, post_docs=post_docs, post_weights=post_weights,
     )
     return BlockMaxIndex(arrays, scale, block_size, doc_ids, vocab_size, model_name, tokenizer_fingerprint, info)
 
 
 class BlockMaxIndex:
-    """Documents in fixed-size blocks with per-term block maxima; safe (alpha = 1) or approximate top-k."""
+    """Documents in fixed-size blocks with per-term block maxima, plus the exact index's posting lists;
+    safe (alpha = 1) or approximate top-k, by Block-Max Pruning, exhaustive search or the planner's choice."""
 
     def __init__(self, arrays, scale, block_size, doc_ids, vocab_size, model_name=None, tokenizer_fingerprint=None,
                  build_info=None):
@@ -155,12 +177,13 @@ class BlockMaxIndex:
         self._local = threading.local()  # search buffers, one set per calling thread
 
     @classmethod
-    def build(cls, vectors, doc_ids, block_size: int = 32, reorder="auto", model_name=None,
+    def build(cls, vectors, doc_ids, block_size: int | str = "auto", reorder="auto", model_name=None,
               tokenizer_fingerprint=None, reorder_options: dict | None = None,
               scale: float | None = None) -> "BlockMaxIndex":
         """Index a CSR matrix of document vectors (rows aligned with `doc_ids`) in memory.
 
-        `reorder`: "auto" (graph bisection, kept unless the input order has fewer (block, term) pairs),
+        `block_size`: documents per block, 1..128, or "auto" (`planner.default_block_size`: from the number
+        of documents and postings per document). `reorder`: "auto" (graph bisection, kept unless the input order has fewer (block, term) pairs),
         "bp"/True (always), False/None (keep the input order), or a permutation (position -> input row).
         `scale` fixes the 8-bit scale (default: largest weight / 255), e.g. one scale for all shards.
         """
@@ -203,35 +226,68 @@ class BlockMaxIndex:
         """Bytes of the arrays in memory (the saved folder adds doc ids and the manifest)."""
         return sum(array.nbytes for array in self.arrays.values())
 
-    def search(self, query_vectors, k: int = 10, alpha: float = 1.0, beta: float = 1.0, threads: int | None = None):
-        """Top-k by dot product with Block-Max Pruning. One query (1-D array or {term: weight}) gives one
-        `SearchResult`, a batch (CSR / 2-D array) a list. alpha = beta = 1: exact (rank-safe); alpha < 1
-        stops once the k-th score beats alpha x the next block bound; beta < 1 keeps only the
+    def layout_bytes(self) -> dict:
+        """Bytes of each layout: "blockmax" (blocks, bounds, forward index) and "exhaustive" (posting lists)."""
+        return {"blockmax": sum(self.arrays[name].nbytes for name in BLOCKMAX_ARRAYS),
+                "exhaustive": sum(self.arrays[name].nbytes for name in EXHAUSTIVE_ARRAYS)}
+
+    def search(self, query_vectors, k: int = 10, alpha: float = 1.0, beta: float = 1.0, threads: int | None = None,
+               method: str = "auto"):
+        """Top-k by dot product. One query (1-D array or {term: weight}) gives one `SearchResult`, a batch
+        (CSR / 2-D array) a list.
+
+        `method`: "blockmax" (Block-Max Pruning), "exhaustive" (term-at-a-time over the posting lists, exact,
+        alpha and beta unused) or "auto" (the planner's choice per query; `explain` tells which).
+        alpha = beta = 1: exact (rank-safe), the same ids, scores and tie order as exhaustive search;
+        alpha < 1 stops once the k-th score beats alpha x the next block bound; beta < 1 keeps only the
         ceil(beta x n) heaviest query terms."""
+        docs, scores, counts, _, single, n_queries = self._run(query_vectors, k, alpha, beta, threads, method)
+        results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(n_queries)]
+        return results[0] if single else results
+
+    def explain(self, query_vectors, k: int = 10, alpha: float = 1.0, beta: float = 1.0, method: str = "auto"):
+        """How `search` answers each query (the plan is deterministic): a dict of per-query arrays —
+        "method" ("exhaustive", "blockmax", or "abandoned": block-max started, then the planner finished
+        exhaustively), "postings" (of the query terms), the planner's "exhaustive_ns" and "bounds_ns"
+        estimates, and block-max's "candidates", "blocks_scored" and "postings_scored"."""
+        plan = self._run(query_vectors, k, alpha, beta, 1, method)[3]
+        out = {name: plan[:, j] if name.endswith("_ns") else plan[:, j].astype(np.int64)
+               for j, name in enumerate(planner.PLAN_FIELDS)}
+        out["method"] = np.array(["exhaustive", "blockmax", "abandoned"])[out.pop("outcome")]
+        return out
+
+    def _run(self, query_vectors, k, alpha, beta, threads, method):
         if not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if not (0 < alpha <= 1) or not (0 < beta <= 1):
             raise ValueError(f"alpha and beta must lie in (0, 1], got alpha={alpha!r}, beta={beta!r}")
+        if method not in planner.METHODS:
+            raise ValueError(f"method must be one of {planner.METHODS}, got {method!r}")
         batch, single = as_query_batch(query_vectors, self.vocab_size)
         k = int(min(k, max(self.n_docs, 1)))
         n_workers = set_threads(threads, batch.n_queries)
         # Smallest stored kth >= k gives a valid lower bound on the k-th score; none: start from 0.
         fits = np.nonzero(bk.KTH >= k)[0]
         kth_row = int(fits[0]) if fits.size else -1
-        docs, scores, counts = bk.search_batch(
+        arguments = (
             batch.indptr, batch.indices, batch.data, np.float32(self.scale),
             np.float32(alpha), float(beta), k, kth_row, self.block_size, self.n_docs, self.order,
             self.bm_offsets, self.bm_blocks, self.bm_max, self.bm_post, self.bm_count, self.dense_row,
             self.dense_max, self.dense_slot, self.kth_levels, self.fw_offsets, self.fw_post_base, self.fw_terms,
-            self.fw_rel_end, self.fw_post, n_workers, *self._workspace(n_workers),
+            self.fw_rel_end, self.fw_post, self.offsets, self.post_docs, self.post_weights,
+            planner.METHODS.index(method), planner.COSTS,
         )
-        results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.n_queries)]
-        return results[0] if single else results
+        if n_workers == 1:
+            docs, scores, counts, plan = planner.search_batch_serial(*arguments, *self._workspace(1))
+        else:
+            docs, scores, counts, plan = planner.search_batch(*arguments, n_workers, *self._workspace(n_workers))
+        return docs, scores, counts, plan, single, batch.n_queries
 
     def _workspace(self, n_workers: int) -> tuple:
         workspace = getattr(self._local, "workspace", None)
         if workspace is None or workspace[0].shape[0] < n_workers:
-            workspace = bk.new_workspace(n_workers, self.n_blocks, self.block_size)
+            workspace = (*bk.new_workspace(n_workers, self.n_blocks, self.block_size),
+                         kernels.new_workspace(n_workers, self.n_docs, np.float32))
             self._local.workspace = workspace
         return workspace
 
@@ -294,5 +350,8 @@ def _check_consistency(index: BlockMaxIndex, manifest: dict, path) -> None:
         problems.append("dense block-max rows disagree with the vocabulary or the number of blocks")
     if not (index.n_postings == int(index.fw_post_base[-1]) == manifest["n_postings"]):
         problems.append("forward postings disagree")
+    if (index.offsets.shape[0] != index.vocab_size + 1 or int(index.offsets[-1]) != index.n_postings
+            or not index.post_docs.shape[0] == index.post_weights.shape[0] == index.n_postings):
+        problems.append("posting lists disagree with the vocabulary or the forward postings")
     if problems:
         raise IndexFormatError(f"{path}: inconsistent index: " + "; ".join(problems))

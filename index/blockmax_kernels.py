@@ -35,8 +35,13 @@ KTH = np.array([10, 100, 1000], dtype=np.int64)
 N_BUCKETS = 1024
 RECORD_TERMS = 64  # queries with at most this many terms record where blocks keep their rare terms
 DENSE_DIVISOR = 5  # a term non-empty in at least 1/DENSE_DIVISOR of the blocks gets dense block maxima
-FIRST_BLOCKS = 4  # the search first scores this many highest-bound blocks, then lists the candidates
+FIRST_BLOCKS = 4  # the search first scores at least this many highest-bound blocks, then lists the candidates
+FIRST_FILL = 2  # ... and enough of them to hold FIRST_FILL * k documents, so the heap is full (k = 1000)
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
+CHECK_EVERY = 32  # blocks scored between two checks of the remaining work against the budget
+# Work counters written by `search_one` (stats argument)
+STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED = 0, 1, 2, 3
+N_STATS = 4
 
 
 @njit(cache=True)
@@ -247,8 +252,9 @@ def _prefetch_block(b, far, terms, rows, recorded, slot, n_blocks, dense_slot, b
 
 @njit(inline="always", cache=True)
 def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order, fw_offsets,
-                 fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k):
-    """Score block b exactly (query terms in ascending order) and offer its documents to the heap.
+                 fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k, stats):
+    """Score block b exactly (query terms in ascending order) and offer its documents to the heap; counts
+    the block and its postings in `stats`.
 
     One function body, no calls: every call with array arguments costs atomic reference counting.
     """
@@ -275,9 +281,11 @@ def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block
             start = np.int64(fw_rel_end[lo - 1]) if lo > fw_offsets[b] else np.int64(0)
             end = np.int64(fw_rel_end[lo])
         w = ws[i]
+        stats[STAT_POSTINGS] += end - start
         for p in range(base + start, base + end):
             v16 = fw_post[p]
             acc[v16 >> 8] += w * np.float32(v16 & 255)
+    stats[STAT_BLOCKS] += 1
     first = b * block_size
     for d in range(min(block_size, n_docs - first)):
         score = acc[d]
@@ -289,22 +297,48 @@ def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block
     return size
 
 
+@njit(inline="always", cache=True)
+def _bucket_of(v, lo, width, n_buckets):
+    """Bucket of bound v in the descending bucket order (0: largest bounds); below lo: the last."""
+    if v <= lo:
+        return n_buckets - 1
+    return n_buckets - 1 - min(n_buckets - 1, int((v - lo) / width))
+
+
+@njit(inline="always", cache=True)
+def _over_budget(remaining, stats, budget, block_cost, post_cost):
+    """Would scoring `remaining` more blocks (each as costly as the average so far) cost more than `budget`?"""
+    if remaining <= 0 or stats[STAT_BLOCKS] == 0:
+        return False
+    per_block = block_cost + post_cost * stats[STAT_POSTINGS] / stats[STAT_BLOCKS]
+    return remaining * per_block > budget
+
+
 @njit(cache=True)
 def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ub, slot, acc, cand, cand_ub, bucket_start,
-               bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores, out_docs):
-    """Block-Max Pruning top-k of one query; returns the number of results written to out_*.
+               bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores, out_docs,
+               budget, block_cost, post_cost, stats):
+    """Block-Max Pruning top-k of one query; returns the number of results written to out_*, or -1 when
+    the work left exceeded `budget` (see below) and the search was abandoned.
 
     Every buffer argument is per worker; `ub` and `slot` must be all zero on entry and are left so.
+    `budget` (np.inf: none): once the candidate blocks are listed, and every CHECK_EVERY scored blocks,
+    the blocks whose bound still reaches the threshold, times the average cost of a block scored so far
+    (`block_cost` + `post_cost` per posting), are compared with it. `stats` (N_STATS int64) receives the
+    work done (candidates, blocks and postings scored, abandoned).
     """
     terms, raw = _select_terms(q_terms, q_weights, beta)
     nq = terms.shape[0]
     n_blocks = ub.shape[0]
-    heap_ub = np.empty(FIRST_BLOCKS, dtype=np.float32)
-    heap_blocks = np.empty(FIRST_BLOCKS, dtype=np.int64)
-    first_ub = np.empty(FIRST_BLOCKS, dtype=np.float32)
-    first_blocks = np.empty(FIRST_BLOCKS, dtype=np.int64)
+    stats[:] = 0
+    # Phase 0 scores enough blocks to fill the heap (FIRST_FILL * k documents), at least FIRST_BLOCKS.
+    n_first_max = max(1, min(n_blocks, max(FIRST_BLOCKS, (FIRST_FILL * k + block_size - 1) // block_size)))
+    heap_ub = np.empty(n_first_max, dtype=np.float32)
+    heap_blocks = np.empty(n_first_max, dtype=np.int64)
+    first_ub = np.empty(n_first_max, dtype=np.float32)
+    first_blocks = np.empty(n_first_max, dtype=np.int64)
     ws = np.empty(nq, dtype=np.float32)
     rows = np.empty(nq, dtype=np.int64)
     for i in range(nq):
@@ -341,8 +375,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     n_first = 0
     for b in range(n_blocks):
         u = ub[b]
-        if u > 0 and u >= theta0 and (n_first < FIRST_BLOCKS or u > heap_ub[0]):
-            n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, FIRST_BLOCKS, u, b, b)
+        if u > 0 and u >= theta0 and (n_first < n_first_max or u > heap_ub[0]):
+            n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, n_first_max, u, b, b)
     heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
     size = 0
     for j in range(n_first):
@@ -358,7 +392,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
         b = first_blocks[j]
         size = _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order,
                             fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys,
-                            heap_docs, size, k)
+                            heap_docs, size, k, stats)
         ub[b] = 0  # scored: not a candidate any more
     theta1 = theta0
     if size == k and heap_scores[0] > theta1:
@@ -375,14 +409,16 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             n_cand += 1
             hi = max(hi, u)
             lo = min(lo, u)
-    if n_cand > 0:
+    stats[STAT_CANDIDATES] = n_cand
+    abandoned = _over_budget(n_cand, stats, budget, block_cost, post_cost)
+    if n_cand > 0 and not abandoned:
         # Bucket sort of the candidate bounds (descending) instead of a full sort.
         n_buckets = bucket_max.shape[0]
         width = (hi - lo) / n_buckets if hi > lo else np.float32(1.0)
         bucket_start[:] = 0
         bucket_max[:] = 0
         for c in range(n_cand):
-            j = n_buckets - 1 - min(n_buckets - 1, int((cand_ub[c] - lo) / width))  # bucket 0: largest bounds
+            j = _bucket_of(cand_ub[c], lo, width, n_buckets)
             bucket_start[j + 1] += 1
             if cand_ub[c] > bucket_max[j]:
                 bucket_max[j] = cand_ub[c]
@@ -390,11 +426,12 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             bucket_start[j + 1] += bucket_start[j]
         fill = bucket_start[:-1].copy()
         for c in range(n_cand):
-            j = n_buckets - 1 - min(n_buckets - 1, int((cand_ub[c] - lo) / width))
+            j = _bucket_of(cand_ub[c], lo, width, n_buckets)
             sorted_blocks[fill[j]] = c
             fill[j] += 1
         # Phase 1: the candidates in decreasing bound order (bucketed) until the threshold beats the next
         # bucket's largest bound.
+        next_check = stats[STAT_BLOCKS] + CHECK_EVERY
         for j in range(n_buckets):
             if bucket_start[j] == bucket_start[j + 1]:
                 continue
@@ -417,13 +454,26 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                     continue
                 size = _score_block(cand[c], terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size,
                                     n_docs, order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc,
-                                    heap_scores, heap_keys, heap_docs, size, k)
+                                    heap_scores, heap_keys, heap_docs, size, k, stats)
+                if stats[STAT_BLOCKS] >= next_check:
+                    next_check = stats[STAT_BLOCKS] + CHECK_EVERY
+                    # Candidates whose bound still reaches the threshold, not yet scored (buckets up to
+                    # the threshold's, from the next position on): an upper estimate of the work left.
+                    reach = bucket_start[_bucket_of(theta / alpha, lo, width, n_buckets) + 1]
+                    if _over_budget(reach - s - 1, stats, budget, block_cost, post_cost):
+                        abandoned = True
+                        break
+            if abandoned:
+                break
     if recorded:
         for i in range(nq):
             if rows[i] < 0:
                 row_start = np.int64(i) * n_blocks
                 for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
                     slot[row_start + bm_blocks[e]] = 0
+    if abandoned:
+        stats[STAT_ABANDONED] = 1
+        return -1
     n = size
     heap_drain_sorted(heap_scores, heap_keys, heap_docs, size, out_scores, out_docs)
     return n
@@ -440,33 +490,3 @@ def new_workspace(n_workers: int, n_blocks: int, block_size: int) -> tuple:
         np.empty((n_workers, n_blocks), dtype=np.float32),  # cand_ub
         np.empty((n_workers, n_blocks), dtype=np.int64),  # sorted_blocks
     )
-
-
-@njit(parallel=True, cache=True)
-def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
-                 bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, n_workers, ws_ub, ws_slot, ws_acc, ws_cand,
-                 ws_cand_ub, ws_sorted):
-    """Block-Max Pruning top-k of a batch of CSR queries over `n_workers` parallel workers.
-
-    `ws_*`: a `new_workspace` with at least `n_workers` rows; worker w uses row w.
-    """
-    n_queries = q_indptr.shape[0] - 1
-    out_scores = np.zeros((n_queries, k), dtype=np.float32)
-    out_docs = np.full((n_queries, k), -1, dtype=np.int64)
-    out_counts = np.zeros(n_queries, dtype=np.int64)
-    for worker in prange(n_workers):
-        bucket_start = np.zeros(N_BUCKETS + 1, dtype=np.int64)
-        bucket_max = np.zeros(N_BUCKETS, dtype=np.float32)
-        heap_scores = np.empty(k, dtype=np.float32)
-        heap_keys = np.empty(k, dtype=np.int64)
-        heap_docs = np.empty(k, dtype=np.int64)
-        for q in range(worker, n_queries, n_workers):
-            start, end = q_indptr[q], q_indptr[q + 1]
-            out_counts[q] = search_one(
-                q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs,
-                order, bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot,
-                kth_levels, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ws_ub[worker],
-                ws_slot[worker], ws_acc[worker], ws_cand[worker], ws_cand_ub[worker], bucket_start, bucket_max,
-                ws_sorted[worker], heap_scores, heap_keys, heap_docs, out_scores[q], out_docs[q])
-    return out_docs, out_scores, out_counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numba
@@ -176,6 +177,7 @@ class InvertedIndex:
         self.model_name = model_name
         self.tokenizer_fingerprint = tokenizer_fingerprint
         self.path: Path | None = None
+        self._local = threading.local()  # search accumulators, one set per calling thread
 
     @classmethod
     def build(
@@ -243,20 +245,22 @@ class InvertedIndex:
         k = int(min(k, max(self.n_docs, 1)))
         n_workers = set_threads(threads, batch.n_queries)
         score_dtype = np.float32 if self.quantization == "uint8" else np.float64
-        docs, scores, counts = kernels.search_exhaustive(
-            batch.indptr,
-            batch.indices,
-            batch.data.astype(score_dtype),
-            score_dtype(self.scale),
-            self.offsets,
-            self.post_docs,
-            self.post_weights,
-            self.n_docs,
-            k,
-            n_workers,
-        )
+        arguments = (batch.indptr, batch.indices, batch.data.astype(score_dtype), score_dtype(self.scale), self.offsets,
+                     self.post_docs, self.post_weights, k)
+        if n_workers == 1:
+            docs, scores, counts = kernels.search_exhaustive_serial(*arguments, self._workspace(1, score_dtype))
+        else:
+            docs, scores, counts = kernels.search_exhaustive(*arguments, n_workers,
+                                                             self._workspace(n_workers, score_dtype))
         results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.n_queries)]
         return results[0] if single else results
+
+    def _workspace(self, n_workers: int, dtype) -> np.ndarray:
+        workspace = getattr(self._local, "workspace", None)
+        if workspace is None or workspace.shape[0] < n_workers or workspace.dtype != dtype:
+            workspace = kernels.new_workspace(n_workers, self.n_docs, dtype)
+            self._local.workspace = workspace
+        return workspace
 
     def _result(self, doc_numbers: np.ndarray, scores: np.ndarray) -> SearchResult:
         return SearchResult([self.doc_ids[d] for d in doc_numbers], scores, doc_numbers)

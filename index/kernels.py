@@ -66,20 +66,55 @@ def select_top_k(acc, k, heap_scores, heap_keys, heap_docs, out_scores, out_docs
     return n
 
 
+@njit(cache=True)
+def search_one(q_terms, q_weights, scale, offsets, post_docs, post_weights, acc, heap_scores, heap_keys, heap_docs,
+               out_scores, out_docs):
+    """Exact top-k of one query; `acc` (one slot per document) must be zero on entry and is left so."""
+    accumulate_query(q_terms, q_weights, scale, offsets, post_docs, post_weights, acc)
+    return select_top_k(acc, out_scores.shape[0], heap_scores, heap_keys, heap_docs, out_scores, out_docs)
+
+
+def new_workspace(n_workers: int, n_docs: int, dtype) -> np.ndarray:
+    """Per-worker accumulators, reused across calls (zero; searches leave them so): allocating and
+    page-faulting one per call costs as much as a short query on a large corpus."""
+    return np.zeros((n_workers, max(n_docs, 1)), dtype=dtype)
+
+
 @njit(parallel=True, cache=True)
-def search_exhaustive(q_indptr, q_indices, q_data, scale, offsets, post_docs, post_weights, n_docs, k, n_workers):
-    """Exact top-k of a batch of CSR queries; queries are spread over `n_workers` parallel workers."""
+def search_exhaustive(q_indptr, q_indices, q_data, scale, offsets, post_docs, post_weights, k, n_workers, ws_acc):
+    """Exact top-k of a batch of CSR queries; queries are spread over `n_workers` parallel workers.
+
+    `ws_acc`: a `new_workspace` with at least `n_workers` rows; worker w uses row w.
+    """
     n_queries = q_indptr.shape[0] - 1
     out_scores = np.zeros((n_queries, k), dtype=q_data.dtype)
     out_docs = np.full((n_queries, k), -1, dtype=np.int64)
     out_counts = np.zeros(n_queries, dtype=np.int64)
     for worker in prange(n_workers):
-        acc = np.zeros(n_docs, dtype=q_data.dtype)
         heap_scores = np.empty(k, dtype=q_data.dtype)
         heap_keys = np.empty(k, dtype=np.int64)
         heap_docs = np.empty(k, dtype=np.int64)
         for q in range(worker, n_queries, n_workers):
             start, end = q_indptr[q], q_indptr[q + 1]
-            accumulate_query(q_indices[start:end], q_data[start:end], scale, offsets, post_docs, post_weights, acc)
-            out_counts[q] = select_top_k(acc, k, heap_scores, heap_keys, heap_docs, out_scores[q], out_docs[q])
+            out_counts[q] = search_one(q_indices[start:end], q_data[start:end], scale, offsets, post_docs,
+                                       post_weights, ws_acc[worker], heap_scores, heap_keys, heap_docs,
+                                       out_scores[q], out_docs[q])
+    return out_docs, out_scores, out_counts
+
+
+@njit(cache=True, nogil=True)
+def search_exhaustive_serial(q_indptr, q_indices, q_data, scale, offsets, post_docs, post_weights, k, ws_acc):
+    """`search_exhaustive` on the calling thread (workspace row 0), without numba's thread pool: fork-safe
+    under any threading layer and concurrent from Python threads (no GIL held)."""
+    n_queries = q_indptr.shape[0] - 1
+    out_scores = np.zeros((n_queries, k), dtype=q_data.dtype)
+    out_docs = np.full((n_queries, k), -1, dtype=np.int64)
+    out_counts = np.zeros(n_queries, dtype=np.int64)
+    heap_scores = np.empty(k, dtype=q_data.dtype)
+    heap_keys = np.empty(k, dtype=np.int64)
+    heap_docs = np.empty(k, dtype=np.int64)
+    for q in range(n_queries):
+        start, end = q_indptr[q], q_indptr[q + 1]
+        out_counts[q] = search_one(q_indices[start:end], q_data[start:end], scale, offsets, post_docs, post_weights,
+                                   ws_acc[0], heap_scores, heap_keys, heap_docs, out_scores[q], out_docs[q])
     return out_docs, out_scores, out_counts

@@ -1,0 +1,177 @@
+"""Query planning for the block-max index: per query (and k), exhaustive term-at-a-time or Block-Max Pruning.
+
+A `BlockMaxIndex` stores both layouts: term-major posting lists over build-input positions (what
+`InvertedIndex` stores) and the blocked forward index with block maxima. Neither algorithm wins everywhere:
+block-max pays a bound per (block, query term) and then scores whole blocks, which wins when few blocks
+can hold a top-k document, and loses when bounds are flat (long queries, large k, little clustering).
+The planner estimates both costs from cheap statistics, in nanoseconds of this machine's kind:
+
+- exhaustive: POSTING_NS per posting of the query terms (their document frequencies, summed) plus DOC_NS
+  per document for the top-k selection over the accumulator;
+- block-max bounds: DENSE_NS per (block, term) cell of a frequent query term's dense row, SPARSE_NS per
+  block entry of a rare one, SCAN_NS per block for the scans over the bounds.
+
+If the bounds alone cost more than the exhaustive search, the query runs exhaustively. Otherwise block-max
+starts with a budget of BUDGET_FACTOR x the exhaustive estimate: once the candidate blocks are listed (the
+ones whose bound passes the threshold after the first, highest-bound blocks are scored), and then every
+few dozen scored blocks, the candidates still above the threshold times the average cost of a block
+scored so far (BLOCK_NS + BLOCK_POSTING_NS per posting) are compared with the budget; over it, the query
+is finished exhaustively (a flat bound distribution: most blocks would have to be scored anyway).
+Either way the result is what the algorithm that produced it returns: with alpha = beta = 1 identical
+to exhaustive search (ids, scores, tie order).
+
+The constants were calibrated with `scripts/bench_search.py --rows tune` (the tuning rows of both query
+families, never the reported ones); see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from . import blockmax_kernels as bk
+from . import kernels
+
+METHODS = ("exhaustive", "blockmax", "auto")
+# Per-query outcome recorded in the plan: how the returned top-k was computed.
+PLAN_EXHAUSTIVE, PLAN_BLOCKMAX, PLAN_ABANDONED = 0, 1, 2  # abandoned: block-max started, exhaustive finished
+PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "candidates", "blocks_scored",
+               "postings_scored")
+
+# Cost model (nanoseconds; see the module doc).
+POSTING_NS = 1.7
+DOC_NS = 0.45
+DENSE_NS = 0.12
+SPARSE_NS = 1.5
+SCAN_NS = 1.0
+BLOCK_NS = 25.0
+BLOCK_POSTING_NS = 2.5
+BUDGET_FACTOR = 1.0
+COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_POSTING_NS, BUDGET_FACTOR])
+
+# Automatic block size: balances the cost of bounds (one per block and frequent query term, so ~ n_docs /
+# block size) against the cost of scoring a block (~ block size x postings per document); calibrated so
+# that 100k splade-tiny passages (214 non-zeros each) get 8 and 1M of them 32.
+BLOCK_SIZE_FACTOR = 0.137
+BLOCK_SIZE_RANGE = (8, 64)
+
+
+def default_block_size(n_docs: int, n_postings: int) -> int:
+    """Block size for a corpus: the power of two nearest to sqrt(BLOCK_SIZE_FACTOR x n_docs / postings per
+    document), within BLOCK_SIZE_RANGE."""
+    per_doc = max(n_postings / max(n_docs, 1), 1.0)
+    ideal = math.sqrt(BLOCK_SIZE_FACTOR * max(n_docs, 1) / per_doc)
+    size = 2 ** round(math.log2(max(ideal, 1.0)))
+    return int(min(max(size, BLOCK_SIZE_RANGE[0]), BLOCK_SIZE_RANGE[1]))
+
+
+@njit(cache=True)
+def _estimates(q_terms, offsets, bm_offsets, dense_row, n_docs, n_blocks, costs):
+    """(postings of the query terms, exhaustive ns, bound ns) of one query."""
+    postings = 0
+    bounds = costs[4] * n_blocks
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        postings += offsets[t + 1] - offsets[t]
+        if dense_row[t] >= 0:
+            bounds += costs[2] * n_blocks
+        else:
+            bounds += costs[3] * (bm_offsets[t + 1] - bm_offsets[t])
+    return postings, costs[0] * postings + costs[1] * n_docs, bounds
+
+
+@njit(cache=True)
+def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks,
+                  bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base,
+                  fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights, method, costs, ub, slot, acc, cand,
+                  cand_ub, sorted_blocks, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats,
+                  out_scores, out_docs, plan):
+    """One query by exhaustive TAAT (method 0), Block-Max Pruning (1) or the planner's choice (2); writes
+    its plan row (PLAN_FIELDS) and returns the number of results."""
+    postings, exhaustive_ns, bounds_ns = _estimates(terms, offsets, bm_offsets, dense_row, n_docs, ub.shape[0], costs)
+    plan[1] = postings
+    plan[2] = exhaustive_ns
+    plan[3] = bounds_ns
+    plan[0] = PLAN_EXHAUSTIVE
+    if method == 1 or (method == 2 and bounds_ns < exhaustive_ns):
+        budget = np.inf if method == 1 else costs[7] * exhaustive_ns
+        count = bk.search_one(
+            terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks, bm_max,
+            bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base, fw_terms,
+            fw_rel_end, fw_post, ub, slot, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores,
+            heap_keys, heap_docs, out_scores, out_docs, budget, costs[5], costs[6], stats)
+        plan[4] = stats[bk.STAT_CANDIDATES]
+        plan[5] = stats[bk.STAT_BLOCKS]
+        plan[6] = stats[bk.STAT_POSTINGS]
+        if count >= 0:
+            plan[0] = PLAN_BLOCKMAX
+            return count
+        plan[0] = PLAN_ABANDONED
+    return kernels.search_one(terms, weights, scale, offsets, post_docs, post_weights, doc_acc, heap_scores,
+                              heap_keys, heap_docs, out_scores, out_docs)
+
+
+@njit(parallel=True, cache=True)
+def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
+                 bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
+                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights,
+                 method, costs, n_workers, ws_ub, ws_slot, ws_acc, ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
+    """Top-k of a batch of CSR queries over `n_workers` parallel workers (see `_search_query`). Returns
+    docs, scores, counts and the plan (one row of PLAN_FIELDS per query).
+
+    `ws_*`: `blockmax_kernels.new_workspace` and `kernels.new_workspace` buffers with at least `n_workers`
+    rows; worker w uses row w.
+    """
+    n_queries = q_indptr.shape[0] - 1
+    out_scores = np.zeros((n_queries, k), dtype=np.float32)
+    out_docs = np.full((n_queries, k), -1, dtype=np.int64)
+    out_counts = np.zeros(n_queries, dtype=np.int64)
+    plan = np.zeros((n_queries, len(PLAN_FIELDS)), dtype=np.float64)
+    for worker in prange(n_workers):
+        bucket_start = np.zeros(bk.N_BUCKETS + 1, dtype=np.int64)
+        bucket_max = np.zeros(bk.N_BUCKETS, dtype=np.float32)
+        heap_scores = np.empty(k, dtype=np.float32)
+        heap_keys = np.empty(k, dtype=np.int64)
+        heap_docs = np.empty(k, dtype=np.int64)
+        stats = np.zeros(bk.N_STATS, dtype=np.int64)
+        for q in range(worker, n_queries, n_workers):
+            start, end = q_indptr[q], q_indptr[q + 1]
+            out_counts[q] = _search_query(
+                q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs, order,
+                bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
+                fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights, method,
+                costs, ws_ub[worker], ws_slot[worker], ws_acc[worker], ws_cand[worker], ws_cand_ub[worker],
+                ws_sorted[worker], ws_doc_acc[worker], bucket_start, bucket_max, heap_scores, heap_keys, heap_docs,
+                stats, out_scores[q], out_docs[q], plan[q])
+    return out_docs, out_scores, out_counts, plan
+
+
+@njit(cache=True, nogil=True)
+def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
+                        bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
+                        fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights,
+                        method, costs, ws_ub, ws_slot, ws_acc, ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
+    """`search_batch` on the calling thread (workspace row 0), without numba's thread pool: fork-safe under
+    any threading layer and concurrent from Python threads (no GIL held)."""
+    n_queries = q_indptr.shape[0] - 1
+    out_scores = np.zeros((n_queries, k), dtype=np.float32)
+    out_docs = np.full((n_queries, k), -1, dtype=np.int64)
+    out_counts = np.zeros(n_queries, dtype=np.int64)
+    plan = np.zeros((n_queries, len(PLAN_FIELDS)), dtype=np.float64)
+    bucket_start = np.zeros(bk.N_BUCKETS + 1, dtype=np.int64)
+    bucket_max = np.zeros(bk.N_BUCKETS, dtype=np.float32)
+    heap_scores = np.empty(k, dtype=np.float32)
+    heap_keys = np.empty(k, dtype=np.int64)
+    heap_docs = np.empty(k, dtype=np.int64)
+    stats = np.zeros(bk.N_STATS, dtype=np.int64)
+    for q in range(n_queries):
+        start, end = q_indptr[q], q_indptr[q + 1]
+        out_counts[q] = _search_query(
+            q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs, order,
+            bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
+            fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights, method,
+            costs, ws_ub[0], ws_slot[0], ws_acc[0], ws_cand[0], ws_cand_ub[0], ws_sorted[0], ws_doc_acc[0],
+            bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, out_scores[q], out_docs[q], plan[q])
+    return out_docs, out_scores, out_counts, plan

@@ -1,0 +1,160 @@
+"""The block-max index's planner: each query answered by exhaustive search or Block-Max Pruning, and the
+answer is exactly what the chosen algorithm returns (safe mode: what exhaustive search returns)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from lsr.index import BlockMaxIndex, InvertedIndex, planner
+from lsr.paths import shared_path
+
+
+def _corpus(n_docs, vocab, seed, topics=12):
+    """Documents drawn around a few topics (so blocks of similar documents exist) with skewed term use."""
+    rng = np.random.default_rng(seed)
+    topic_terms = [rng.choice(vocab, 40, replace=False) for _ in range(topics)]
+    common = 0.3 / np.arange(1, vocab + 1) ** 1.1
+    rows = []
+    for d in range(n_docs):
+        present = rng.random(vocab) < common
+        present[rng.choice(topic_terms[d % topics], 15, replace=False)] = True
+        row = np.zeros(vocab, np.float32)
+        row[present] = rng.integers(1, 9, int(present.sum()))
+        rows.append(row)
+    return sp.csr_matrix(np.array(rows)), [f"d{i}" for i in range(n_docs)]
+
+
+def _queries(vocab, seed, n=24):
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((n, vocab), np.float32)
+    for q in range(n):
+        length = [0, 1, 2, 4, 8, 16, 40, 90][q % 8]  # empty .. longer than the 64-term recording limit
+        terms = rng.choice(vocab, min(length, vocab), replace=False)
+        rows[q, terms] = rng.random(len(terms)) + 0.05
+    return sp.csr_matrix(rows)
+
+
+def _same(a, b):
+    return (a.doc_ids == b.doc_ids and np.array_equal(a.doc_numbers, b.doc_numbers)
+            and np.array_equal(a.scores, b.scores))
+
+
+def _costs(**changes):
+    costs = planner.COSTS.copy()
+    names = ["posting", "doc", "dense", "sparse", "scan", "block", "block_posting", "budget"]
+    for name, value in changes.items():
+        costs[names.index(name)] = value
+    return costs
+
+
+@pytest.mark.parametrize("block_size,reorder", [(4, False), (16, "bp"), (32, "perm")])
+def test_every_plan_returns_what_its_algorithm_returns(block_size, reorder, monkeypatch):
+    docs, ids = _corpus(700, 160, seed=block_size)
+    if reorder == "perm":
+        reorder = np.random.default_rng(3).permutation(len(ids))
+    queries = _queries(160, seed=block_size + 1)
+    exact = InvertedIndex.build(docs, ids)
+    index = BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=reorder)
+    # Cost settings that force each outcome, then the calibrated ones: bounds dearer than any exhaustive
+    # search (always exhaustive), no budget (block-max abandoned once it has scored a block), free bounds
+    # and an unlimited budget (always block-max).
+    settings = [_costs(dense=1e9, sparse=1e9), _costs(budget=0.0), _costs(dense=0, sparse=0, scan=0, budget=np.inf),
+                planner.COSTS]
+    seen = set()
+    for costs in settings:
+        monkeypatch.setattr(planner, "COSTS", costs)
+        for k in (1, 10, 100, 1000):
+            expected = exact.search(queries, k=k, threads=1)
+            for threads in (1, 2):
+                assert all(map(_same, expected, index.search(queries, k=k, threads=threads)))
+            # Approximate knobs: each query gets exactly the result of the algorithm the plan names.
+            plan = index.explain(queries, k=k, alpha=0.6, beta=0.7)["method"]
+            seen.update(plan)
+            auto = index.search(queries, k=k, alpha=0.6, beta=0.7)
+            pruned = index.search(queries, k=k, alpha=0.6, beta=0.7, method="blockmax")
+            for q, method in enumerate(plan):
+                assert _same(auto[q], pruned[q] if method == "blockmax" else expected[q])
+    assert seen == {"exhaustive", "blockmax", "abandoned"}
+
+
+def test_explicit_methods_and_explain_fields():
+    docs, ids = _corpus(300, 80, seed=5)
+    queries = _queries(80, seed=6)
+    index = BlockMaxIndex.build(docs, ids, block_size=8)
+    expected = InvertedIndex.build(docs, ids).search(queries, k=10)
+    for method in ("exhaustive", "blockmax", "auto"):
+        assert all(map(_same, expected, index.search(queries, k=10, method=method)))
+    assert set(index.explain(queries, k=10, method="exhaustive")["method"]) == {"exhaustive"}
+    assert set(index.explain(queries, k=10, method="blockmax")["method"]) == {"blockmax"}
+    plan = index.explain(queries, k=10)
+    assert set(plan) == {"method", "postings", "exhaustive_ns", "bounds_ns", "candidates", "blocks_scored",
+                         "postings_scored"}
+    lengths = np.diff(index.offsets)
+    assert plan["postings"].tolist() == [int(lengths[queries[q].indices].sum()) for q in range(queries.shape[0])]
+    # block-max scores only blocks it has listed or scored first, and their postings only
+    blockmax = index.explain(queries, k=10, method="blockmax")
+    assert np.all(blockmax["postings_scored"] <= blockmax["postings"])
+    assert np.all(blockmax["blocks_scored"] <= index.n_blocks)
+    with pytest.raises(ValueError, match="method"):
+        index.search(queries, k=10, method="wand")
+
+
+def test_both_layouts_stored_and_counted(tmp_path):
+    docs, ids = _corpus(200, 60, seed=7)
+    index = BlockMaxIndex.build(docs, ids, block_size=8)
+    exact = InvertedIndex.build(docs, ids)
+    for name in ("offsets", "post_docs", "post_weights"):
+        np.testing.assert_array_equal(getattr(index, name), getattr(exact, name))
+    layouts = index.layout_bytes()
+    assert layouts["exhaustive"] == exact.nbytes()
+    assert layouts["blockmax"] + layouts["exhaustive"] == index.nbytes()
+    loaded = BlockMaxIndex.load(index.save(tmp_path / "bm"))
+    queries = _queries(60, seed=8)
+    for method in ("exhaustive", "auto"):
+        assert all(map(_same, exact.search(queries, k=5), loaded.search(queries, k=5, method=method)))
+
+
+def test_automatic_block_size():
+    assert planner.default_block_size(100_000, 21_460_000) == 8  # wiki-100k splade-tiny
+    assert planner.default_block_size(1_000_000, 171_000_000) == 32  # 1M splade passages
+    assert planner.default_block_size(625_077, 35_251_629) == 32  # wiki-625k BM25
+    assert planner.default_block_size(3_633, 914_000) == 8  # NFCorpus: the smallest size
+    assert planner.default_block_size(50_000_000, 2_000_000_000) == 64  # the largest
+    assert planner.default_block_size(0, 0) == 8
+    docs, ids = _corpus(120, 40, seed=9)
+    assert BlockMaxIndex.build(docs, ids).block_size == 8
+    assert BlockMaxIndex.build(docs, ids, block_size=3).block_size == 3
+    for bad in (0, 129, "large", 8.0):
+        with pytest.raises(ValueError, match="block_size"):
+            BlockMaxIndex.build(docs, ids, block_size=bad)
+
+
+def test_real_splade_vectors_both_families():
+    """wiki passages encoded with splade-tiny (the first 20,000) and NQ + HotpotQA questions: the planner
+    uses both algorithms and every answer equals exhaustive search's."""
+    encoded = shared_path("data", "corpora", "enwiki2015-w100", "encoded")
+    if encoded is None:
+        pytest.skip("shared asset data/corpora/enwiki2015-w100/encoded not found")
+    with np.load(encoded / "docs.npz") as stored:
+        n = 20_000
+        indptr = stored["indptr"][: n + 1]
+        levels = sp.csr_matrix((stored["data"][: indptr[-1]] / stored["scale"][0],
+                                stored["indices"][: indptr[-1]].astype(np.int32), indptr),
+                               shape=(n, int(stored["shape"][1])))
+    with gzip.open(encoded / "doc_ids.json.gz", "rt") as handle:
+        ids = [str(i) for i in json.load(handle)[:n]]
+    with np.load(encoded / "queries.npz") as stored:
+        queries = sp.csr_matrix((stored["data"].astype(np.float32), stored["indices"], stored["indptr"]),
+                                shape=tuple(stored["shape"]))
+    queries = sp.vstack([queries[3000:3100], queries[9000:9100]], format="csr")  # NQ, HotpotQA
+    exact = InvertedIndex.build(levels, ids)
+    index = BlockMaxIndex.build(levels, ids, reorder=False)
+    for k in (10, 1000):
+        assert all(map(_same, exact.search(queries, k=k), index.search(queries, k=k)))
+    methods = set(index.explain(queries, k=10)["method"]) | set(index.explain(queries, k=1000)["method"])
+    assert "blockmax" in methods and methods & {"exhaustive", "abandoned"}
