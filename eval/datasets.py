@@ -8,13 +8,12 @@ happen (online) is never overwritten.
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import json
 import logging
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,9 +75,19 @@ class Suspects:
         return dict(self.counts)
 
 
-def _open_text(path: Path):
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="\n")
+def read_lines(path: Path):
+    """Yield (line number, text without the line break) of a UTF-8 file, gzipped if it ends in `.gz`.
+
+    Decoded line by line (not in chunks) so an encoding error is reported at its own line."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                try:
+                    yield line_no, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as error:
+                    raise DatasetError(f"{path}:{line_no}: invalid UTF-8 ({error.reason})") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise DatasetError(f"{path}: unreadable ({error})") from None
 
 
 def _find(folder: Path, name: str) -> Path:
@@ -90,30 +99,23 @@ def _find(folder: Path, name: str) -> Path:
 
 def read_jsonl(path: Path, required: tuple[str, ...]):
     """Yield (line number, object) of a JSONL file, checking that `required` fields are present."""
-    try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
-            # decode line by line (not in chunks) so an encoding error is reported at its own line
-            for line_no, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise DatasetError(f"{path}:{line_no}: invalid UTF-8 ({error.reason})") from None
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DatasetError(f"{path}:{line_no}: invalid JSON ({error.msg})") from None
-                if not isinstance(record, dict):
-                    raise DatasetError(f"{path}:{line_no}: expected a JSON object")
-                for name in required:
-                    if name not in record:
-                        raise DatasetError(f"{path}:{line_no}: missing field {name!r}")
-                    if not isinstance(record[name], (str, int)):
-                        raise DatasetError(f"{path}:{line_no}: field {name!r} must be a string")
-                yield line_no, record
-    except (OSError, EOFError) as error:
-        raise DatasetError(f"{path}: unreadable ({error})") from None
+    for line_no, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{path}:{line_no}: invalid JSON ({error.msg})") from None
+        except RecursionError:
+            raise DatasetError(f"{path}:{line_no}: invalid JSON (nested too deeply)") from None
+        if not isinstance(record, dict):
+            raise DatasetError(f"{path}:{line_no}: expected a JSON object")
+        for name in required:
+            if name not in record:
+                raise DatasetError(f"{path}:{line_no}: missing field {name!r}")
+            if not isinstance(record[name], (str, int)) or isinstance(record[name], bool):
+                raise DatasetError(f"{path}:{line_no}: field {name!r} must be a string")
+        yield line_no, record
 
 
 def read_corpus(path: Path) -> dict[str, dict]:
@@ -148,26 +150,25 @@ def read_queries(path: Path, suspects: Suspects | None = None, keep=None) -> dic
 def read_qrels_tsv(path: Path, suspects: Suspects | None = None) -> dict[str, dict[str, int]]:
     """BEIR qrels: header `query-id corpus-id score`, then tab-separated judgments (at least one)."""
     qrels: dict[str, dict[str, int]] = {}
-    with _open_text(path) as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        for line_no, row in enumerate(reader, start=1):
-            if line_no == 1 and row[:1] == ["query-id"]:
-                continue
-            if not row:
-                continue
-            if len(row) != 3:
-                raise DatasetError(f"{path}:{line_no}: expected 3 tab-separated fields, got {len(row)}")
-            try:
-                score = int(row[2])
-            except ValueError:
-                raise DatasetError(f"{path}:{line_no}: score {row[2]!r} is not an integer") from None
-            judged = qrels.setdefault(row[0], {})
-            if row[1] in judged:
-                if suspects is not None:
-                    message = f"query {row[0]!r} judges {row[1]!r} again"
-                    suspects.note("duplicate_judgments", f"{path}:{line_no}", message)
-                continue
-            judged[row[1]] = score
+    for line_no, line in read_lines(path):
+        row = line.split("\t")
+        if line_no == 1 and row[0] == "query-id":
+            continue
+        if not line:
+            continue
+        if len(row) != 3:
+            raise DatasetError(f"{path}:{line_no}: expected 3 tab-separated fields, got {len(row)}")
+        try:
+            score = int(row[2])
+        except ValueError:
+            raise DatasetError(f"{path}:{line_no}: score {row[2]!r} is not an integer") from None
+        judged = qrels.setdefault(row[0], {})
+        if row[1] in judged:
+            if suspects is not None:
+                message = f"query {row[0]!r} judges {row[1]!r} again"
+                suspects.note("duplicate_judgments", f"{path}:{line_no}", message)
+            continue
+        judged[row[1]] = score
     if not qrels:
         raise DatasetError(f"{path}: no relevance judgments (empty qrels file); metrics would all be 0")
     return qrels

@@ -4,12 +4,11 @@ would give numbers that look like MS MARCO results and are not."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from lsr.paths import shared_path
 
-from .datasets import Dataset, DatasetError
+from .datasets import Dataset, DatasetError, read_lines
 from .metrics import DEFAULT_MEASURES
 
 COLLECTION_ID = "msmarco-passage"
@@ -32,20 +31,34 @@ def measures_for(dataset_name: str) -> tuple[str, ...]:
 
 
 def read_queries_tsv(path: Path) -> dict[str, str]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        return {row[0]: row[1] for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row}
+    """`qid<TAB>text` per line."""
+    queries = {}
+    for line_no, line in read_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise DatasetError(f"{path}:{line_no}: expected `qid<TAB>text`, got {len(fields)} tab-separated fields")
+        queries[fields[0]] = fields[1]
+    return queries
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """`qid 0 pid rel`, separated by tabs or spaces."""
+    """`qid 0 pid rel`, separated by tabs or spaces (at least one judgment)."""
     qrels: dict[str, dict[str, int]] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in read_lines(path):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 4:
             raise DatasetError(f"{path}:{line_no}: expected `qid 0 pid rel`")
-        qrels.setdefault(fields[0], {})[fields[2]] = int(fields[3])
+        try:
+            grade = int(fields[3])
+        except ValueError:
+            raise DatasetError(f"{path}:{line_no}: relevance {fields[3]!r} is not an integer") from None
+        qrels.setdefault(fields[0], {})[fields[2]] = grade
+    if not qrels:
+        raise DatasetError(f"{path}: no relevance judgments (empty qrels file)")
     return qrels
 
 

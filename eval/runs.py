@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def write_trec_run(path: str | os.PathLike, run: Run, tag: str = "lsr") -> Path:
     """Write atomically; scores with 9 significant digits (float32 round-trips exactly)."""
     if not tag or any(ch.isspace() for ch in tag):
         raise ValueError(f"run tag must be a non-empty word, got {tag!r}")
+    for qid, docs in run.items():
+        for name in (qid, *docs):
+            if not isinstance(name, str) or not name or len(name.split()) != 1 or name != name.strip():
+                raise ValueError(f"run ids must be non-empty words without whitespace, got {name!r}")
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for qid, docs in run.items():
@@ -43,10 +48,15 @@ def write_trec_run(path: str | os.PathLike, run: Run, tag: str = "lsr") -> Path:
 
 
 def read_trec_run(path: str | os.PathLike) -> Run:
+    """A TREC run file (`qid Q0 docid rank score tag`, whitespace-separated); errors name file and line."""
     path = Path(path)
     run: Run = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{line_no}: invalid UTF-8 ({error.reason})") from None
             fields = line.split()
             if not fields:
                 continue
@@ -57,6 +67,8 @@ def read_trec_run(path: str | os.PathLike) -> Run:
                 value = float(score)
             except ValueError:
                 raise ValueError(f"{path}:{line_no}: score {score!r} is not a number") from None
+            if not math.isfinite(value):
+                raise ValueError(f"{path}:{line_no}: score {score!r} is not finite")
             docs = run.setdefault(qid, {})
             if doc_id in docs:
                 raise ValueError(f"{path}:{line_no}: document {doc_id!r} appears twice for query {qid!r}")

@@ -10,6 +10,16 @@ import pytest
 # ir_datasets fixes its cache paths when first imported: give the tests a private cache before that
 os.environ["IR_DATASETS_HOME"] = tempfile.mkdtemp(prefix="lsr-tests-ir-datasets-")
 
+try:  # property-based tests: no example database and no cache in the working tree; reproducible under CI
+    import hypothesis
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "lsr-tests-hypothesis"))
+    hypothesis.settings.register_profile("lsr", database=None, deadline=None, derandomize=bool(os.environ.get("CI")))
+    hypothesis.settings.load_profile("lsr")
+except ImportError:  # the tests that need it skip themselves
+    pass
+
 from lsr.paths import shared_path
 
 
