@@ -40,8 +40,8 @@ FIRST_FILL = 2  # ... and enough of them to hold FIRST_FILL * k documents, so th
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
 CHECK_EVERY = 32  # blocks scored between two checks of the remaining work against the budget
 # Work counters written by `search_one` (stats argument)
-STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED = 0, 1, 2, 3
-N_STATS = 4
+STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED, STAT_PASSING = 0, 1, 2, 3, 4
+N_STATS = 5
 
 
 @njit(cache=True)
@@ -298,6 +298,17 @@ def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block
 
 
 @njit(inline="always", cache=True)
+def _clear_slots(terms, rows, recorded, slot, n_blocks, bm_offsets, bm_blocks):
+    """Zero the slots the bound pass recorded for rare terms (the buffer is all zero between searches)."""
+    if recorded:
+        for i in range(terms.shape[0]):
+            if rows[i] < 0:
+                row_start = np.int64(i) * n_blocks
+                for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
+                    slot[row_start + bm_blocks[e]] = 0
+
+
+@njit(inline="always", cache=True)
 def _bucket_of(v, lo, width, n_buckets):
     """Bucket of bound v in the descending bucket order (0: largest bounds); below lo: the last."""
     if v <= lo:
@@ -319,15 +330,17 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ub, slot, acc, cand, cand_ub, bucket_start,
                bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores, out_docs,
-               budget, block_cost, post_cost, stats):
+               budget, block_cost, post_cost, prior_block_cost, passing_share, stats):
     """Block-Max Pruning top-k of one query; returns the number of results written to out_*, or -1 when
     the work left exceeded `budget` (see below) and the search was abandoned.
 
     Every buffer argument is per worker; `ub` and `slot` must be all zero on entry and are left so.
-    `budget` (np.inf: none): once the candidate blocks are listed, and every CHECK_EVERY scored blocks,
-    the blocks whose bound still reaches the threshold, times the average cost of a block scored so far
-    (`block_cost` + `post_cost` per posting), are compared with it. `stats` (N_STATS int64) receives the
-    work done (candidates, blocks and postings scored, abandoned).
+    `budget` (np.inf: none): first, before any block is scored, `passing_share` x the blocks whose bound
+    passes the initial threshold, times `prior_block_cost`, are compared with it; then, once the candidate
+    blocks are listed and every CHECK_EVERY scored blocks, the candidates whose bound still reaches the
+    threshold, times the average cost of a block scored so far (`block_cost` + `post_cost` per posting).
+    `stats` (N_STATS int64) receives the work done (candidates, blocks and postings scored, abandoned,
+    blocks passing the initial threshold).
     """
     terms, raw = _select_terms(q_terms, q_weights, beta)
     nq = terms.shape[0]
@@ -373,10 +386,19 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     # Phase 0: the blocks of highest bound (a small heap over one scan) are scored first; their
     # documents usually set a threshold close to the final one, which keeps the candidate list short.
     n_first = 0
+    n_passing = 0
     for b in range(n_blocks):
         u = ub[b]
-        if u > 0 and u >= theta0 and (n_first < n_first_max or u > heap_ub[0]):
-            n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, n_first_max, u, b, b)
+        if u > 0 and u >= theta0:
+            n_passing += 1
+            if n_first < n_first_max or u > heap_ub[0]:
+                n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, n_first_max, u, b, b)
+    stats[STAT_PASSING] = n_passing
+    if n_passing * passing_share * prior_block_cost > budget:
+        ub[:] = 0
+        _clear_slots(terms, rows, recorded, slot, n_blocks, bm_offsets, bm_blocks)
+        stats[STAT_ABANDONED] = 1
+        return -1
     heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
     size = 0
     for j in range(n_first):
@@ -465,12 +487,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                         break
             if abandoned:
                 break
-    if recorded:
-        for i in range(nq):
-            if rows[i] < 0:
-                row_start = np.int64(i) * n_blocks
-                for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
-                    slot[row_start + bm_blocks[e]] = 0
+    _clear_slots(terms, rows, recorded, slot, n_blocks, bm_offsets, bm_blocks)
     if abandoned:
         stats[STAT_ABANDONED] = 1
         return -1

@@ -37,7 +37,7 @@ from . import kernels
 METHODS = ("exhaustive", "blockmax", "auto")
 # Per-query outcome recorded in the plan: how the returned top-k was computed.
 PLAN_EXHAUSTIVE, PLAN_BLOCKMAX, PLAN_ABANDONED = 0, 1, 2  # abandoned: block-max started, exhaustive finished
-PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "candidates", "blocks_scored",
+PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "passing", "candidates", "blocks_scored",
                "postings_scored")
 
 # Cost model (nanoseconds; see the module doc).
@@ -47,9 +47,14 @@ DENSE_NS = 0.12
 SPARSE_NS = 1.5
 SCAN_NS = 1.0
 BLOCK_NS = 25.0
+BLOCK_TERM_NS = 30.0
 BLOCK_POSTING_NS = 2.5
 BUDGET_FACTOR = 1.0
-COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_POSTING_NS, BUDGET_FACTOR])
+PASSING_SHARE = 0.3
+COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term", "block_posting", "budget",
+              "passing_share")
+COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_TERM_NS, BLOCK_POSTING_NS,
+                  BUDGET_FACTOR, PASSING_SHARE])
 
 # Automatic block size: balances the cost of bounds (one per block and frequent query term, so ~ n_docs /
 # block size) against the cost of scoring a block (~ block size x postings per document); calibrated so
@@ -95,16 +100,23 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
     plan[2] = exhaustive_ns
     plan[3] = bounds_ns
     plan[0] = PLAN_EXHAUSTIVE
-    if method == 1 or (method == 2 and bounds_ns < exhaustive_ns):
-        budget = np.inf if method == 1 else costs[7] * exhaustive_ns
+    n_blocks = ub.shape[0]
+    # A block's cost: fixed, per query term (locating its postings: one cache miss each), per posting.
+    block_ns = costs[5] + costs[6] * terms.shape[0]
+    prior_block_ns = block_ns + costs[7] * postings / max(n_blocks, 1)
+    # At least the blocks holding k documents must be scored.
+    least_ns = bounds_ns + prior_block_ns * ((k + block_size - 1) // block_size)
+    if method == 1 or (method == 2 and least_ns < exhaustive_ns):
+        budget = np.inf if method == 1 else costs[8] * exhaustive_ns
         count = bk.search_one(
             terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks, bm_max,
             bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base, fw_terms,
             fw_rel_end, fw_post, ub, slot, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores,
-            heap_keys, heap_docs, out_scores, out_docs, budget, costs[5], costs[6], stats)
-        plan[4] = stats[bk.STAT_CANDIDATES]
-        plan[5] = stats[bk.STAT_BLOCKS]
-        plan[6] = stats[bk.STAT_POSTINGS]
+            heap_keys, heap_docs, out_scores, out_docs, budget, block_ns, costs[7], prior_block_ns, costs[9], stats)
+        plan[4] = stats[bk.STAT_PASSING]
+        plan[5] = stats[bk.STAT_CANDIDATES]
+        plan[6] = stats[bk.STAT_BLOCKS]
+        plan[7] = stats[bk.STAT_POSTINGS]
         if count >= 0:
             plan[0] = PLAN_BLOCKMAX
             return count

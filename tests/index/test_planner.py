@@ -46,7 +46,7 @@ def _same(a, b):
 
 def _costs(**changes):
     costs = planner.COSTS.copy()
-    names = ["posting", "doc", "dense", "sparse", "scan", "block", "block_posting", "budget"]
+    names = planner.COST_NAMES
     for name, value in changes.items():
         costs[names.index(name)] = value
     return costs
@@ -63,7 +63,7 @@ def test_every_plan_returns_what_its_algorithm_returns(block_size, reorder, monk
     # Cost settings that force each outcome, then the calibrated ones: bounds dearer than any exhaustive
     # search (always exhaustive), no budget (block-max abandoned once it has scored a block), free bounds
     # and an unlimited budget (always block-max).
-    settings = [_costs(dense=1e9, sparse=1e9), _costs(budget=0.0), _costs(dense=0, sparse=0, scan=0, budget=np.inf),
+    settings = [_costs(dense=1e9, sparse=1e9), _costs(budget=0.0), _costs(dense=0, sparse=0, scan=0, block=0, block_term=0, block_posting=0, budget=np.inf),
                 planner.COSTS]
     seen = set()
     for costs in settings:
@@ -92,7 +92,7 @@ def test_explicit_methods_and_explain_fields():
     assert set(index.explain(queries, k=10, method="exhaustive")["method"]) == {"exhaustive"}
     assert set(index.explain(queries, k=10, method="blockmax")["method"]) == {"blockmax"}
     plan = index.explain(queries, k=10)
-    assert set(plan) == {"method", "postings", "exhaustive_ns", "bounds_ns", "candidates", "blocks_scored",
+    assert set(plan) == {"method", "postings", "exhaustive_ns", "bounds_ns", "passing", "candidates", "blocks_scored",
                          "postings_scored"}
     lengths = np.diff(index.offsets)
     assert plan["postings"].tolist() == [int(lengths[queries[q].indices].sum()) for q in range(queries.shape[0])]
