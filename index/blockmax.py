@@ -19,13 +19,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import blockmax_kernels as bk
-from . import kernels, planner
-from .inverted import IndexBuilder, set_threads
+from . import kernels, planner, threads as numba_threads, validate
+from .collector import DocumentCollector
 from .quantize import quantize
 from .queries import as_query_batch
 from .reorder import reorder_documents
 from .results import SearchResult
-from .storage import IndexFormatError, folder_bytes, load_folder, save_folder
+from .storage import folder_bytes, load_folder, save_folder
 
 FORMAT_NAME = "lsr.blockmax"
 FORMAT_VERSION = 3
@@ -42,9 +42,13 @@ ARRAYS = BLOCKMAX_ARRAYS + EXHAUSTIVE_ARRAYS
 class BlockMaxIndexBuilder:
     """Streaming builder: `add` batches of (CSR vectors, doc ids), then `finish`.
 
-    Batches are validated and spilled like `IndexBuilder`'s; reordering needs the whole document–term
-    graph, so `finish` gathers the quantised collection in memory (5 bytes per posting).
+    Batches are validated and spilled by the same `DocumentCollector` as `IndexBuilder`'s (a failed `add`
+    changes nothing); reordering needs the whole document–term graph, so `finish` gathers the quantised
+    collection in memory (5 bytes per posting). Use as a context manager, or call `close()`, to drop the
+    scratch folder of a build abandoned before `finish`.
     """
+
+    quantization = "uint8"
 
     def __init__(self, vocab_size: int, block_size: int | str = "auto", reorder="auto", model_name=None,
                  tokenizer_fingerprint=None, spill: bool = True, spill_dir=None, reorder_options: dict | None = None,
@@ -52,19 +56,40 @@ class BlockMaxIndexBuilder:
         self.block_size = _check_block_size(block_size)
         self.reorder = reorder
         self.reorder_options = dict(reorder_options or {})
-        self._inner = IndexBuilder(vocab_size, "uint8", model_name, tokenizer_fingerprint, spill_dir, spill, scale)
+        self.model_name = model_name
+        self.tokenizer_fingerprint = tokenizer_fingerprint
+        self._documents = DocumentCollector(vocab_size, "uint8", scale, spill, spill_dir)
+        self.vocab_size = self._documents.vocab_size
+        self.fixed_scale = self._documents.fixed_scale
+
+    def __enter__(self) -> "BlockMaxIndexBuilder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def n_docs(self) -> int:
+        return self._documents.n_docs
 
     def add(self, vectors, doc_ids) -> None:
-        self._inner.add(vectors, doc_ids)
+        self._documents.add(vectors, doc_ids)
+
+    def scale(self) -> float:
+        """The 8-bit scale `finish` uses: the fixed one, else the largest weight added so far / 255."""
+        return self._documents.scale()
+
+    def close(self) -> None:
+        """Drop the added documents and remove the scratch folder."""
+        self._documents.close()
 
     def finish(self, path: str | os.PathLike | None = None) -> "BlockMaxIndex":
-        inner = self._inner
+        documents = self._documents
         try:
-            scale = inner.scale()
-            parts = list(inner._chunk_arrays())
-            n_docs = len(inner._doc_ids)
-            if n_docs >= 2**31:
-                raise ValueError("at most 2^31 - 1 documents per index")
+            documents.require_documents()
+            scale = documents.scale()
+            parts = list(documents.chunks())
+            n_docs = documents.n_docs
             indptr = np.zeros(n_docs + 1, dtype=np.int64)
             row = 0
             offset = 0
@@ -73,17 +98,17 @@ class BlockMaxIndexBuilder:
                 indptr[row + 1 : row + n + 1] = chunk_indptr[1:] + offset
                 row += n
                 offset += int(chunk_indptr[-1])
-            indices = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
-            levels = np.concatenate([quantize(p[2], scale) for p in parts]) if parts else np.zeros(0, np.uint8)
+            indices = np.concatenate([p[1] for p in parts])
+            levels = np.concatenate([quantize(p[2], scale) for p in parts])
             del parts
             block_size = self.block_size
             if block_size == "auto":
                 block_size = planner.default_block_size(n_docs, int(indptr[-1]))
-            index = _build(indptr, indices.astype(np.int32, copy=False), levels, scale, inner.vocab_size,
-                           inner._doc_ids, block_size, self.reorder, self.reorder_options,
-                           inner.model_name, inner.tokenizer_fingerprint)
+            index = _build(indptr, indices.astype(np.int32, copy=False), levels, scale, self.vocab_size,
+                           documents.doc_ids, block_size, self.reorder, self.reorder_options,
+                           self.model_name, self.tokenizer_fingerprint)
         finally:
-            inner.close()
+            self.close()
         if path is not None:
             index.save(path)
             return BlockMaxIndex.load(path, verify=False)
@@ -265,7 +290,6 @@ class BlockMaxIndex:
             raise ValueError(f"method must be one of {planner.METHODS}, got {method!r}")
         batch, single = as_query_batch(query_vectors, self.vocab_size)
         k = int(min(k, max(self.n_docs, 1)))
-        n_workers = set_threads(threads, batch.n_queries)
         # Smallest stored kth >= k gives a valid lower bound on the k-th score; none: start from 0.
         fits = np.nonzero(bk.KTH >= k)[0]
         kth_row = int(fits[0]) if fits.size else -1
@@ -277,10 +301,12 @@ class BlockMaxIndex:
             self.fw_rel_end, self.fw_post, self.offsets, self.post_docs, self.post_weights,
             planner.METHODS.index(method), planner.COSTS,
         )
-        if n_workers == 1:
-            docs, scores, counts, plan = planner.search_batch_serial(*arguments, *self._workspace(1))
-        else:
-            docs, scores, counts, plan = planner.search_batch(*arguments, n_workers, *self._workspace(n_workers))
+        with numba_threads.workers(threads, batch.n_queries) as n_workers:
+            if n_workers == 1:
+                docs, scores, counts, plan = planner.search_batch_serial(*arguments, *self._workspace(1))
+            else:
+                docs, scores, counts, plan = planner.search_batch(*arguments, n_workers,
+                                                                  *self._workspace(n_workers))
         return docs, scores, counts, plan, single, batch.n_queries
 
     def _workspace(self, n_workers: int) -> tuple:
@@ -311,47 +337,15 @@ class BlockMaxIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = True, verify: bool = True) -> "BlockMaxIndex":
+        """Open a saved index (memory-mapped unless `mmap=False`). `verify` checks every file's SHA-256;
+        the manifest's own checksum and the arrays' structure are checked either way."""
         manifest, arrays, doc_ids = load_folder(path, FORMAT_NAME, FORMAT_VERSION, mmap=mmap, verify=verify)
-        missing = [name for name in ARRAYS if name not in arrays]
-        if missing:
-            raise IndexFormatError(f"{path}: missing arrays {missing}")
-        if manifest.get("kth") != bk.KTH.tolist():
-            raise IndexFormatError(f"{path}: kth levels for {manifest.get('kth')}, this lsr expects {bk.KTH.tolist()}")
+        validate.check_blockmax(path, manifest, arrays, doc_ids, ARRAYS, bk.KTH.tolist(), (MIN_BLOCK, MAX_BLOCK))
         index = cls(arrays, manifest["quantization"]["scale"], manifest["block_size"], doc_ids,
-                    manifest["vocab_size"], manifest.get("model_name"), manifest.get("tokenizer_fingerprint"),
-                    manifest.get("build_info"))
-        _check_consistency(index, manifest, path)
+                    manifest["vocab_size"], manifest["model_name"], manifest["tokenizer_fingerprint"],
+                    manifest["build_info"])
         index.path = Path(path)
         return index
 
     def disk_bytes(self) -> int | None:
         return folder_bytes(self.path) if self.path is not None else None
-
-
-def _check_consistency(index: BlockMaxIndex, manifest: dict, path) -> None:
-    problems = []
-    n_blocks = -(-index.n_docs // index.block_size) if index.block_size else -1
-    if not (MIN_BLOCK <= index.block_size <= MAX_BLOCK):
-        problems.append(f"block size {index.block_size}")
-    if index.n_docs != manifest["n_docs"] or index.order.shape[0] != index.n_docs:
-        problems.append(f"{index.n_docs} doc ids / {index.order.shape[0]} order entries, manifest {manifest['n_docs']}")
-    if index.bm_offsets.shape[0] != index.vocab_size + 1 or index.kth_levels.shape != (len(bk.KTH), index.vocab_size):
-        problems.append("per-term arrays disagree with the vocabulary size")
-    if index.n_blocks != n_blocks or index.fw_post_base.shape[0] != n_blocks + 1:
-        problems.append("block arrays disagree with n_docs / block_size")
-    entries = index.n_block_entries
-    sparse = int(index.bm_offsets[-1])
-    if not (entries == int(index.fw_offsets[-1]) == index.fw_rel_end.shape[0]
-            and all(index.arrays[name].shape[0] == sparse for name in ("bm_blocks", "bm_max", "bm_post", "bm_count"))):
-        problems.append("block entry arrays disagree")
-    n_dense = int(np.count_nonzero(index.dense_row >= 0))
-    if (index.dense_row.shape[0] != index.vocab_size
-            or not index.dense_max.shape[0] == index.dense_slot.shape[0] == n_dense * n_blocks):
-        problems.append("dense block-max rows disagree with the vocabulary or the number of blocks")
-    if not (index.n_postings == int(index.fw_post_base[-1]) == manifest["n_postings"]):
-        problems.append("forward postings disagree")
-    if (index.offsets.shape[0] != index.vocab_size + 1 or int(index.offsets[-1]) != index.n_postings
-            or not index.post_docs.shape[0] == index.post_weights.shape[0] == index.n_postings):
-        problems.append("posting lists disagree with the vocabulary or the forward postings")
-    if problems:
-        raise IndexFormatError(f"{path}: inconsistent index: " + "; ".join(problems))

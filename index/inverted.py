@@ -3,58 +3,32 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import kernels
+from . import kernels, threads as numba_threads, validate
+from .collector import DocumentCollector
 from .queries import as_query_batch
-from .quantize import LEVELS, dequantize, quantization_scale, quantize
+from .quantize import dequantize, quantize
 from .results import SearchResult
-from .storage import IndexFormatError, folder_bytes, load_folder, save_folder
+from .storage import folder_bytes, load_folder, save_folder
 
 FORMAT_NAME = "lsr.inverted"
 FORMAT_VERSION = 1
 QUANTIZATIONS = ("uint8", "float32")
 
 
-def validate_document_batch(vectors, doc_ids, vocab_size: int | None) -> sp.csr_matrix:
-    """Check a batch of document vectors and their ids; return it as canonical float32 CSR."""
-    if not sp.issparse(vectors):
-        raise TypeError(f"document vectors must be a scipy.sparse matrix, got {type(vectors).__name__}")
-    vectors = sp.csr_matrix(vectors, dtype=np.float32)
-    if vectors.shape[0] != len(doc_ids):
-        raise ValueError(f"{vectors.shape[0]} document vectors but {len(doc_ids)} doc ids")
-    if vocab_size is not None and vectors.shape[1] != vocab_size:
-        raise ValueError(f"document vectors have {vectors.shape[1]} columns, expected vocabulary size {vocab_size}")
-    vectors.sum_duplicates()
-    vectors.eliminate_zeros()
-    if vectors.nnz and (not np.all(np.isfinite(vectors.data)) or vectors.data.min() < 0):
-        raise ValueError("document weights must be finite and non-negative")
-    vectors.sort_indices()
-    return vectors
-
-
-def check_fixed_scale(scale: float | None, max_weight: float, quantization: str = "uint8") -> None:
-    """A fixed 8-bit scale must cover every weight: a larger one would be clipped to level 255."""
-    if scale is not None and quantization == "uint8" and max_weight > scale * (LEVELS + 0.5):
-        raise ValueError(
-            f"weight {max_weight!r} exceeds the fixed scale's range (scale {scale!r} x {LEVELS} levels); "
-            "compute the scale from the largest weight of the whole collection"
-        )
-
-
 class IndexBuilder:
     """Streaming builder: `add` batches of (CSR vectors, doc ids), then `finish`.
 
-    Batches are spilled to a scratch folder as they arrive, so a corpus larger than memory can be
-    indexed; `finish(path)` writes the postings straight into memory-mapped files when a path is given.
-    The 8-bit scale depends on the largest weight of the whole corpus, hence the two passes.
+    Batches are spilled to a scratch folder as they arrive (`DocumentCollector`), so a corpus larger than
+    memory can be indexed; `finish(path)` writes the postings straight into memory-mapped files when a
+    path is given. The 8-bit scale depends on the largest weight of the whole corpus, hence the two
+    passes. A failed `add` changes nothing (fix the batch and add it again). Use as a context manager,
+    or call `close()`, to drop the scratch folder of a build that is abandoned before `finish`.
     """
 
     def __init__(
@@ -69,79 +43,54 @@ class IndexBuilder:
     ):
         if quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
-        if scale is not None and not (np.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
         # a fixed 8-bit scale (shards of one collection share it, so their scores are comparable)
-        self.fixed_scale = float(scale) if scale is not None else None
-        self.vocab_size = int(vocab_size)
+        self._documents = DocumentCollector(vocab_size, quantization, scale, spill, spill_dir)
+        self.vocab_size = self._documents.vocab_size
+        self.fixed_scale = self._documents.fixed_scale
         self.quantization = quantization
         self.model_name = model_name
         self.tokenizer_fingerprint = tokenizer_fingerprint
-        self._spill = spill
-        self._scratch = Path(tempfile.mkdtemp(prefix="lsr-build-", dir=spill_dir)) if spill else None
-        self._chunks: list = []
-        self._doc_ids: list[str] = []
-        self._seen: set[str] = set()
-        self._term_counts = np.zeros(self.vocab_size, dtype=np.int64)
-        self._max_weight = 0.0
+
+    def __enter__(self) -> "IndexBuilder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def n_docs(self) -> int:
+        return self._documents.n_docs
 
     def add(self, vectors, doc_ids) -> None:
-        doc_ids = [str(doc_id) for doc_id in doc_ids]
-        vectors = validate_document_batch(vectors, doc_ids, self.vocab_size)
-        for doc_id in doc_ids:
-            if doc_id in self._seen:
-                raise ValueError(f"duplicate document id {doc_id!r}")
-            self._seen.add(doc_id)
-        self._doc_ids.extend(doc_ids)
-        indices = vectors.indices.astype(np.int32)
-        kernels.count_terms(indices, self._term_counts)
-        if vectors.nnz:
-            batch_max = float(vectors.data.max())
-            check_fixed_scale(self.fixed_scale, batch_max, self.quantization)
-            self._max_weight = max(self._max_weight, batch_max)
-        arrays = (vectors.indptr.astype(np.int64), indices, vectors.data)
-        if self._spill:
-            chunk = self._scratch / f"chunk{len(self._chunks):06d}.npz"
-            np.savez(chunk, indptr=arrays[0], indices=arrays[1], data=arrays[2])
-            self._chunks.append(chunk)
-        else:
-            self._chunks.append(arrays)
-
-    def _chunk_arrays(self):
-        for chunk in self._chunks:
-            if isinstance(chunk, Path):
-                with np.load(chunk) as stored:
-                    yield stored["indptr"], stored["indices"], stored["data"]
-            else:
-                yield chunk
+        self._documents.add(vectors, doc_ids)
 
     def finish(self, path: str | os.PathLike | None = None) -> "InvertedIndex":
         """Build the index; with `path`, write it there (atomically) and return it memory-mapped."""
+        documents = self._documents
         try:
-            n_docs = len(self._doc_ids)
-            if n_docs >= 2**31:
-                raise ValueError("at most 2^31 - 1 documents per index")
+            documents.require_documents()
             offsets = np.zeros(self.vocab_size + 1, dtype=np.int64)
-            np.cumsum(self._term_counts, out=offsets[1:])
+            np.cumsum(documents.term_counts, out=offsets[1:])
             n_postings = int(offsets[-1])
-            scale = self.scale() if self.quantization == "uint8" else 1.0
+            scale = documents.scale() if self.quantization == "uint8" else 1.0
             weight_dtype = np.uint8 if self.quantization == "uint8" else np.float32
             if path is not None:
-                post_docs = np.lib.format.open_memmap(self._scratch_file("post_docs"), "w+", np.int32, (n_postings,))
-                post_weights = np.lib.format.open_memmap(
-                    self._scratch_file("post_weights"), "w+", weight_dtype, (n_postings,)
-                )
+                post_docs = np.lib.format.open_memmap(documents.scratch_file("post_docs.npy"), "w+", np.int32,
+                                                      (n_postings,))
+                post_weights = np.lib.format.open_memmap(documents.scratch_file("post_weights.npy"), "w+",
+                                                         weight_dtype, (n_postings,))
             else:
                 post_docs = np.empty(n_postings, dtype=np.int32)
                 post_weights = np.empty(n_postings, dtype=weight_dtype)
             cursor = offsets[:-1].copy()
             first_doc = 0
-            for indptr, indices, data in self._chunk_arrays():
+            for indptr, indices, data in documents.chunks():
                 levels = quantize(data, scale) if self.quantization == "uint8" else data.astype(np.float32)
                 kernels.fill_postings(indptr, indices, levels, first_doc, cursor, post_docs, post_weights)
                 first_doc += indptr.shape[0] - 1
             index = InvertedIndex(
-                offsets, post_docs, post_weights, scale, self._doc_ids, self.model_name, self.tokenizer_fingerprint
+                offsets, post_docs, post_weights, scale, documents.doc_ids, self.model_name,
+                self.tokenizer_fingerprint,
             )
             if path is not None:
                 index.save(path)
@@ -152,17 +101,11 @@ class IndexBuilder:
 
     def scale(self) -> float:
         """The 8-bit scale `finish` uses: the fixed one, else the largest weight added so far / 255."""
-        return self.fixed_scale if self.fixed_scale is not None else quantization_scale(self._max_weight)
-
-    def _scratch_file(self, name: str) -> Path:
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="lsr-build-"))
-        return self._scratch / f"{name}.npy"
+        return self._documents.scale()
 
     def close(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        """Drop the added documents and remove the scratch folder."""
+        self._documents.close()
 
 
 class InvertedIndex:
@@ -243,15 +186,15 @@ class InvertedIndex:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         batch, single = as_query_batch(query_vectors, self.vocab_size)
         k = int(min(k, max(self.n_docs, 1)))
-        n_workers = set_threads(threads, batch.n_queries)
         score_dtype = np.float32 if self.quantization == "uint8" else np.float64
         arguments = (batch.indptr, batch.indices, batch.data.astype(score_dtype), score_dtype(self.scale), self.offsets,
                      self.post_docs, self.post_weights, k)
-        if n_workers == 1:
-            docs, scores, counts = kernels.search_exhaustive_serial(*arguments, self._workspace(1, score_dtype))
-        else:
-            docs, scores, counts = kernels.search_exhaustive(*arguments, n_workers,
-                                                             self._workspace(n_workers, score_dtype))
+        with numba_threads.workers(threads, batch.n_queries) as n_workers:
+            if n_workers == 1:
+                docs, scores, counts = kernels.search_exhaustive_serial(*arguments, self._workspace(1, score_dtype))
+            else:
+                docs, scores, counts = kernels.search_exhaustive(*arguments, n_workers,
+                                                                 self._workspace(n_workers, score_dtype))
         results = [self._result(docs[q, : counts[q]], scores[q, : counts[q]]) for q in range(batch.n_queries)]
         return results[0] if single else results
 
@@ -280,43 +223,21 @@ class InvertedIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = True, verify: bool = True) -> "InvertedIndex":
+        """Open a saved index (memory-mapped unless `mmap=False`). `verify` checks every file's SHA-256;
+        the manifest's own checksum and the arrays' structure are checked either way."""
         manifest, arrays, doc_ids = load_folder(path, FORMAT_NAME, FORMAT_VERSION, mmap=mmap, verify=verify)
+        validate.check_inverted(path, manifest, arrays, doc_ids)
         index = cls(
             arrays["offsets"],
             arrays["post_docs"],
             arrays["post_weights"],
             manifest["quantization"]["scale"],
             doc_ids,
-            manifest.get("model_name"),
-            manifest.get("tokenizer_fingerprint"),
+            manifest["model_name"],
+            manifest["tokenizer_fingerprint"],
         )
-        _check_consistency(index, manifest, path)
         index.path = Path(path)
         return index
 
     def disk_bytes(self) -> int | None:
         return folder_bytes(self.path) if self.path is not None else None
-
-
-def _check_consistency(index: InvertedIndex, manifest: dict, path) -> None:
-    problems = []
-    if index.vocab_size != manifest["vocab_size"]:
-        problems.append(f"offsets give vocabulary {index.vocab_size}, manifest {manifest['vocab_size']}")
-    if index.n_docs != manifest["n_docs"]:
-        problems.append(f"{index.n_docs} doc ids, manifest says {manifest['n_docs']}")
-    if index.post_docs.shape[0] != index.n_postings or index.post_weights.shape[0] != index.n_postings:
-        problems.append("postings arrays disagree with offsets")
-    if problems:
-        raise IndexFormatError(f"{path}: inconsistent index: " + "; ".join(problems))
-
-
-def set_threads(threads: int | None, n_queries: int) -> int:
-    """Set numba's thread count for this call; returns the number of parallel workers to use."""
-    available = numba.config.NUMBA_NUM_THREADS
-    if threads is None:
-        threads = available
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    threads = min(threads, available)
-    numba.set_num_threads(threads)
-    return max(1, min(threads, n_queries))

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
+
+from . import threads as numba_threads
 
 
 @njit(inline="always")
@@ -78,21 +79,26 @@ def _bisect(perm, lo, mid, hi, indptr, indices, iterations, deg_l, deg_r, move_l
     return tick
 
 
+@njit(cache=True, nogil=True)
+def _bisect_parts(worker, n_workers, perm, starts, mids, ends, indptr, indices, vocab_size, iterations):
+    """Worker `worker` of `n_workers`: run `_bisect` on its share of one tree level's splits."""
+    deg_l = np.zeros(vocab_size, dtype=np.int32)
+    deg_r = np.zeros(vocab_size, dtype=np.int32)
+    move_l = np.zeros(vocab_size, dtype=np.float64)
+    move_r = np.zeros(vocab_size, dtype=np.float64)
+    stamp = np.zeros(vocab_size, dtype=np.int64)
+    gains = np.zeros(perm.shape[0], dtype=np.float64)
+    tick = 0
+    for part in range(worker, starts.shape[0], n_workers):
+        tick = _bisect(perm, starts[part], mids[part], ends[part], indptr, indices, iterations,
+                       deg_l, deg_r, move_l, move_r, stamp, tick, gains)
+
+
 @njit(parallel=True, cache=True)
 def _bisect_level(perm, starts, mids, ends, indptr, indices, vocab_size, iterations, n_workers):
     """Run `_bisect` on every split of one tree level, spread over `n_workers` parallel workers."""
-    n_parts = starts.shape[0]
     for worker in prange(n_workers):
-        deg_l = np.zeros(vocab_size, dtype=np.int32)
-        deg_r = np.zeros(vocab_size, dtype=np.int32)
-        move_l = np.zeros(vocab_size, dtype=np.float64)
-        move_r = np.zeros(vocab_size, dtype=np.float64)
-        stamp = np.zeros(vocab_size, dtype=np.int64)
-        gains = np.zeros(perm.shape[0], dtype=np.float64)
-        tick = 0
-        for part in range(worker, n_parts, n_workers):
-            tick = _bisect(perm, starts[part], mids[part], ends[part], indptr, indices, iterations,
-                           deg_l, deg_r, move_l, move_r, stamp, tick, gains)
+        _bisect_parts(worker, n_workers, perm, starts, mids, ends, indptr, indices, vocab_size, iterations)
 
 
 def reorder_documents(vectors, iterations: int = 20, leaf_size: int = 16, align: int = 1,
@@ -114,9 +120,6 @@ def reorder_documents(vectors, iterations: int = 20, leaf_size: int = 16, align:
     perm = np.arange(n_docs, dtype=np.int64)
     if seed is not None:
         np.random.default_rng(seed).shuffle(perm)
-    available = numba.config.NUMBA_NUM_THREADS
-    threads = available if threads is None else max(1, min(int(threads), available))
-    numba.set_num_threads(threads)
     depth_limit = max_depth if max_depth is not None else max(1, math.ceil(math.log2(max(n_docs, 2))))
     parts = [(0, n_docs)]
     for _ in range(depth_limit):
@@ -131,6 +134,11 @@ def reorder_documents(vectors, iterations: int = 20, leaf_size: int = 16, align:
         if not splits:
             break
         starts, mids, ends = (np.array(col, dtype=np.int64) for col in zip(*splits))
-        _bisect_level(perm, starts, mids, ends, indptr, indices, vocab_size, iterations, min(threads, len(splits)))
+        arguments = (perm, starts, mids, ends, indptr, indices, vocab_size, iterations)
+        with numba_threads.workers(threads, len(splits)) as n_workers:
+            if n_workers == 1:  # no parallel region (see threads.py)
+                _bisect_parts(0, 1, *arguments)
+            else:
+                _bisect_level(*arguments, n_workers)
         parts = [p for lo, mid, hi in splits for p in ((lo, mid), (mid, hi))]
     return perm
