@@ -125,11 +125,10 @@ class ShardedIndex:
             built = []
             for number, batches in enumerate(parts):
                 builder = make_builder()
-                inner = builder._inner if isinstance(builder, BlockMaxIndexBuilder) else builder
-                if not isinstance(inner, IndexBuilder):
+                if not isinstance(builder, (IndexBuilder, BlockMaxIndexBuilder)):
                     raise TypeError(f"make_builder must return an index builder, got {type(builder).__name__}")
-                if inner.quantization == "uint8" and inner.fixed_scale is None:
-                    builder.close() if hasattr(builder, "close") else inner.close()
+                if builder.quantization == "uint8" and builder.fixed_scale is None:
+                    builder.close()
                     raise ValueError("shard builders need a fixed 8-bit scale (scale=...), shared by all shards")
                 for vectors, ids in batches:
                     builder.add(vectors, ids)
