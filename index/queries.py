@@ -31,6 +31,11 @@ def as_query_batch(query_vectors, vocab_size: int) -> tuple[QueryBatch, bool]:
     single = False
     if isinstance(query_vectors, dict):
         single = True
+        for term, weight in query_vectors.items():
+            if isinstance(term, (bool, np.bool_)) or not isinstance(term, (int, np.integer)):
+                raise TypeError(f"query term ids must be integers, got {term!r} ({type(term).__name__})")
+            if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, (int, float, np.integer, np.floating)):
+                raise TypeError(f"query weight of term {term} must be a number, got {weight!r}")
         terms = np.fromiter(query_vectors.keys(), dtype=np.int64, count=len(query_vectors))
         weights = np.fromiter(query_vectors.values(), dtype=np.float64, count=len(query_vectors))
         if terms.size and (terms.min() < 0 or terms.max() >= vocab_size):
