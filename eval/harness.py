@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+import functools
+import tempfile
+
 from lsr.files import atomic_path
-from lsr.index import InvertedIndex
 from lsr.paths import default_model
 from lsr.texts import document_text
 from lsr.vectors import load_vectors, save_vectors
@@ -29,19 +31,26 @@ from .datasets import Dataset, load_dataset
 from .fusion import fuse, truncate
 from .metrics import per_query
 from .report import SCHEMA_VERSION, latency_summary, make_result
-from .runs import drop_self_hits, run_from_results
+from .runs import drop_self_hits, run_from_results, write_trec_run
 from .significance import better_than, compare_systems
 
 KINDS = ("bm25", "splade", "dense", "hybrid")
+
+
+INDEX_TYPES = ("inverted", "blockmax")
+SEARCH_KEYS = ("alpha", "beta", "method")  # index settings that apply at search time, not build time
 
 
 @dataclass(frozen=True)
 class SystemConfig:
     """kind: bm25 | splade | dense | hybrid. `params` are kind-specific:
 
-    bm25: k1, b · splade: quantization, doc_max_length, query_max_length, batch_size ·
-    dense: max_length, batch_size · hybrid: fusion (rrf | linear), rrf_k, alpha, depth;
-    a hybrid names its component systems in `components` (first = alpha's side for linear).
+    bm25: k1, b, quantization, index · splade: quantization, index, and only to override the model's
+    own settings: doc_max_length, query_max_length, batch_size · dense: max_length, batch_size ·
+    hybrid: fusion (rrf | linear), rrf_k, alpha, depth; a hybrid names its component systems in
+    `components` (first = alpha's side for linear).
+    `index` (sparse kinds): {"type": "inverted"} (default) or {"type": "blockmax", <build settings of
+    `lsr.index.BlockMaxIndex.build`>, <search settings: alpha, beta, method>}.
     """
 
     name: str
@@ -55,16 +64,18 @@ class SystemConfig:
             raise ValueError(f"system {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if (self.kind == "hybrid") != bool(self.components):
             raise ValueError(f"system {self.name!r}: components are required for, and only for, kind hybrid")
+        index = self.params.get("index")
+        if index is not None and (not isinstance(index, dict) or index.get("type", "inverted") not in INDEX_TYPES):
+            raise ValueError(f"system {self.name!r}: index must be a dict with type in {INDEX_TYPES}, got {index!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def builtin_systems() -> dict[str, SystemConfig]:
-    splade = {"quantization": "uint8", "doc_max_length": 256, "query_max_length": 64, "batch_size": 32}
     return {
         "bm25": SystemConfig("bm25", "bm25", params={"k1": 0.9, "b": 0.4}),
-        "splade-tiny": SystemConfig("splade-tiny", "splade", default_model(), dict(splade)),
+        "splade-tiny": SystemConfig("splade-tiny", "splade", default_model(), {"quantization": "uint8"}),
         "minilm": SystemConfig("minilm", "dense", "all-MiniLM-L6-v2", {"max_length": 256, "batch_size": 64}),
         "hybrid": SystemConfig("hybrid", "hybrid", params={"fusion": "rrf", "rrf_k": 60, "depth": 1000},
                                components=("splade-tiny", "minilm")),
@@ -75,10 +86,14 @@ def builtin_systems() -> dict[str, SystemConfig]:
     }
 
 
-def splade_system(model: str, name: str | None = None, quantization: str = "uint8") -> SystemConfig:
-    """A SPLADE checkpoint (path or hub id) as a system, with the engine's default lengths."""
-    params = {"quantization": quantization, "doc_max_length": 256, "query_max_length": 64, "batch_size": 32}
-    return SystemConfig(name or Path(model).name or model, "splade", model, params)
+def splade_system(model: str, name: str | None = None, quantization: str = "uint8", index: dict | None = None,
+                  **overrides) -> SystemConfig:
+    """A sparse model (path or hub id) as a system. `overrides` (doc_max_length, query_max_length,
+    batch_size) replace the model's own settings only when given (not None)."""
+    params = {"quantization": quantization, **{k: v for k, v in overrides.items() if v is not None}}
+    if index is not None:
+        params["index"] = dict(index)
+    return SystemConfig(name or Path(model).name or str(model), "splade", str(model), params)
 
 
 def content_hash(value) -> str:
@@ -86,12 +101,16 @@ def content_hash(value) -> str:
 
 
 def _model_identity(model: str | None) -> dict:
-    """A local checkpoint is identified by its files' sizes and mtimes too, so retraining in place invalidates."""
+    """A local dense checkpoint by the content of its files (so retraining in place invalidates), else its name."""
     if model is None or not Path(model).is_dir():
         return {"model": model}
-    files = sorted((p.relative_to(model).as_posix(), p.stat().st_size, int(p.stat().st_mtime))
-                   for p in Path(model).rglob("*") if p.is_file())
-    return {"model": str(model), "files": files}
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(model).rglob("*") if p.is_file()):
+        digest.update(file.relative_to(model).as_posix().encode("utf-8"))
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+    return {"files_sha256": digest.hexdigest()}
 
 
 def corpus_hash(dataset: Dataset) -> str:
@@ -113,6 +132,8 @@ class SystemOutput:
     efficiency: dict
     latencies: list  # per-query seconds (query encoding excluded), one thread, in query order
     query_seconds: float  # encoding all queries
+    query_vectors: object = None  # sparse systems: the queries' CSR vectors, in query order
+    encoder: object = None  # sparse model systems: the `lsr.SparseModel` (to decode vectors)
 
 
 class Harness:
@@ -129,6 +150,13 @@ class Harness:
         self._encoders: dict = {}
         self._outputs: dict = {}
 
+    def add_model(self, name: str, model, quantization: str = "uint8", index: dict | None = None) -> SystemConfig:
+        """Register an in-memory `lsr.SparseModel` as a system (its vectors are cached by its weights' hash)."""
+        system = splade_system(model.source or name, name, quantization, index)
+        self.systems[name] = system
+        self._encoders[name] = model
+        return system
+
     # --- cache ---------------------------------------------------------------------------------
     def _slot(self, artefact: str, key_parts: dict) -> tuple[Path, str]:
         key = content_hash(key_parts)
@@ -138,7 +166,10 @@ class Harness:
         self.events.append((artefact, key, "hit" if hit else "computed"))
 
     def _encoder_key(self, system: SystemConfig) -> dict:
-        params = {k: v for k, v in system.params.items() if k != "quantization"}
+        if system.kind == "splade":
+            # the weights' hash and the effective settings: never the folder's name or path
+            return {"kind": "splade", **self._encoder(system).identity()}
+        params = {k: v for k, v in system.params.items() if k not in ("quantization", "index")}
         key = {"kind": system.kind, **_model_identity(system.model), "params": params}
         if system.kind == "bm25":
             from .bm25 import Analyzer
@@ -150,12 +181,12 @@ class Harness:
     def _encoder(self, system: SystemConfig):
         if system.name not in self._encoders:
             if system.kind == "splade":
-                from lsr.encoder import SpladeEncoder
+                from lsr.model import SparseModel
 
                 p = system.params
-                self._encoders[system.name] = SpladeEncoder.from_pretrained(
-                    system.model, doc_max_length=p.get("doc_max_length", 256), query_max_length=p.get("query_max_length", 64),
-                    batch_size=p.get("batch_size", 32), show_progress=self.show_progress)
+                self._encoders[system.name] = SparseModel.from_pretrained(
+                    system.model, doc_max_length=p.get("doc_max_length"), query_max_length=p.get("query_max_length"),
+                    batch_size=p.get("batch_size"), show_progress=self.show_progress)
             else:
                 from .dense import DenseEncoder
 
@@ -214,33 +245,47 @@ class Harness:
         self._note("query_encodings", key, False)
         return vectors, seconds
 
-    def _sparse_index(self, system: SystemConfig, vectors, ids, docs_key: str) -> InvertedIndex:
+    def _sparse_index(self, system: SystemConfig, vectors, ids, docs_key: str):
+        """(index, search settings): built once per (documents, index settings), loaded memory-mapped."""
+        import lsr.index
+
+        spec = dict(system.params.get("index") or {"type": "inverted"})
+        kind = spec.pop("type", "inverted")
+        search = {key: spec.pop(key) for key in SEARCH_KEYS if key in spec}
         quantization = system.params.get("quantization", "float32" if system.kind == "bm25" else "uint8")
-        folder, key = self._slot("indexes", {"docs": docs_key, "type": "inverted", "quantization": quantization})
-        if (folder / "index").is_dir():
-            self._note("indexes", key, True)
-            return InvertedIndex.load(folder / "index")
-        index = InvertedIndex.build(vectors, ids, quantization, system.name)
-        index.save(folder / "index")
-        self._note("indexes", key, False)
-        return InvertedIndex.load(folder / "index")
+        parts = {"docs": docs_key, "type": kind, **({"quantization": quantization} if kind == "inverted" else spec)}
+        folder, key = self._slot("indexes", parts)
+        hit = (folder / "index").is_dir()
+        if not hit:
+            fingerprint = self._encoder(system).fingerprint if system.kind == "splade" else None
+            if kind == "inverted":
+                index = lsr.index.InvertedIndex.build(vectors, ids, quantization, system.name, fingerprint)
+            else:
+                index = lsr.index.BlockMaxIndex.build(vectors, ids, model_name=system.name,
+                                                      tokenizer_fingerprint=fingerprint, **spec)
+            index.save(folder / "index")
+        self._note("indexes", key, hit)
+        return lsr.index.load(folder / "index"), search
 
     def _run_sparse(self, system: SystemConfig, dataset: Dataset) -> SystemOutput:
         doc_vectors, ids, doc_seconds, vocabulary, docs_key = self._sparse_docs(system, dataset)
-        index = self._sparse_index(system, doc_vectors, ids, docs_key)
+        index, search_settings = self._sparse_index(system, doc_vectors, ids, docs_key)
         queries, query_seconds = self._sparse_queries(system, dataset, vocabulary, docs_key)
-        run = run_from_results(list(dataset.queries), index.search(queries, k=self.k, threads=self.threads))
-        search, latencies = eff.search_efficiency(index.search, queries, k=10, threads=self.threads)
+        search = functools.partial(index.search, **search_settings)
+        run = run_from_results(list(dataset.queries), search(queries, k=self.k, threads=self.threads))
+        timing, latencies = eff.search_efficiency(search, queries, k=10, threads=self.threads)
         efficiency = {
             "avg_doc_nnz": eff.avg_nnz(doc_vectors),
             "avg_query_nnz": eff.avg_nnz(queries),
             "flops": eff.flops(queries, index.posting_lengths(), index.n_docs),
-            "index_bytes": index.disk_bytes(),
+            "index_bytes": index.nbytes(),
+            "index_disk_bytes": index.disk_bytes(),
             "encode_docs_seconds": doc_seconds,
             "docs_per_second": len(ids) / doc_seconds if doc_seconds > 0 else None,
-            **search,
+            **timing,
         }
-        return SystemOutput(run, efficiency, latencies, query_seconds)
+        encoder = self._encoder(system) if system.kind == "splade" else None
+        return SystemOutput(run, efficiency, latencies, query_seconds, queries, encoder)
 
     # --- dense ---------------------------------------------------------------------------------
     def _dense_array(self, artefact: str, parts: dict, texts, system: SystemConfig) -> tuple[np.ndarray, float]:
@@ -339,6 +384,8 @@ class Harness:
                 metrics = {m: float(np.mean(list(v.values()))) if v else 0.0 for m, v in scores[name].items()}
                 settings = {"config": system.to_dict(), "k": self.k, "threads": self.threads or os.cpu_count(),
                             "latency": "k=10, one query per call; search only (query encoding: query_encode_ms)"}
+                if out.encoder is not None:
+                    settings["model"] = out.encoder.describe()
                 results.append(make_result(name, dataset.name, metrics, out.efficiency, settings))
             per_query_all[dataset.name] = scores
             for measure in next(iter(scores.values())) if scores else ():
@@ -355,48 +402,44 @@ class Harness:
 
 
 def load_datasets(names, split: str = "test") -> list[Dataset]:
+    """Datasets by BEIR name, folder, ir_datasets id, or MS MARCO name (msmarco-dev, dl19, dl20)."""
     from .msmarco import MSMARCO_SPLITS, load_msmarco
 
     return [load_msmarco(name) if name in MSMARCO_SPLITS else load_dataset(name, split) for name in names]
 
 
+@dataclass
+class Evaluation:
+    """One model on one dataset: the report entry, its run, the query vectors and the model."""
 
-def _fmt(value, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
+    result: dict
+    run: dict
+    query_vectors: object
+    model: object
 
 
-def report_markdown(report: dict) -> str:
-    """Effectiveness (×100, with significance letters) and efficiency tables, one row per system × dataset.
+def evaluate_model(model, dataset: Dataset, measures=None, k: int = 1000, system: str | None = None,
+                   quantization: str = "uint8", index: dict | None = None, cache_dir: str | os.PathLike | None = None,
+                   out_dir: str | os.PathLike | None = None) -> Evaluation:
+    """Evaluate an `lsr.SparseModel` (or a path / hub id) on one dataset through the harness.
 
-    A letter after a score names a system this one beats on that measure and dataset: paired t-test and
-    randomisation test both significant at the report's alpha after Holm–Bonferroni correction.
+    Without `cache_dir` the encodings live in a temporary folder removed afterwards (a training run's
+    models change every time). With `out_dir` the TREC run and the report entry are written there.
     """
-    results = report["results"]
-    systems = list(dict.fromkeys(r["system"] for r in results))
-    letters = {name: chr(ord("a") + i) for i, name in enumerate(systems)}
-    measures = list(dict.fromkeys(m for r in results for m in r["metrics"]))
-    lines = ["| system | dataset | " + " | ".join(measures) + " |", "|" + "---|" * (len(measures) + 2)]
-    for r in results:
-        cells = []
-        for m in measures:
-            if m not in r["metrics"]:
-                cells.append("–")
-                continue
-            beaten = "".join(letters[s] for s in r.get("significance", {}).get(m, []))
-            cells.append(f"{100 * r['metrics'][m]:.2f}" + (f"<sup>{beaten}</sup>" if beaten else ""))
-        lines.append(f"| ({letters[r['system']]}) {r['system']} | {r['dataset']} | " + " | ".join(cells) + " |")
-    lines += ["", "| system | dataset | doc nnz | query nnz | FLOPS | index MiB | docs/s | query enc. ms/q "
-              "| search ms 1 thread (median / p99) | search ms all threads (median / p99) | batch QPS all threads |",
-              "|" + "---|" * 11]
-    for r in results:
-        e = r["efficiency"]
-        def lat(key):
-            return f"{e[key]['median']:.3f} / {e[key]['p99']:.3f}" if e.get(key) else "–"
-        index_mib = e["index_bytes"] / 2**20 if e.get("index_bytes") else None
-        lines.append(" | ".join([
-            f"| {r['system']}", r["dataset"], _fmt(e.get("avg_doc_nnz"), ".1f"), _fmt(e.get("avg_query_nnz"), ".1f"),
-            _fmt(e.get("flops"), ".3f"), _fmt(index_mib, ".2f"), _fmt(e.get("docs_per_second"), ".1f"),
-            _fmt(e.get("query_encode_ms"), ".3f"), lat("search_latency_ms"), lat("search_latency_ms_all_threads"),
-            _fmt(e.get("batch_search_qps_all_threads"), ".0f"),
-        ]) + " |")
-    return "\n".join(lines) + "\n"
+    from lsr.model import SparseModel
+
+    if not isinstance(model, SparseModel):
+        model = SparseModel.from_pretrained(model)
+    name = system or model.name
+    with tempfile.TemporaryDirectory(prefix="lsr-eval-") as scratch:
+        harness = Harness(cache_dir if cache_dir is not None else scratch, {}, k=k)
+        harness.add_model(name, model, quantization, index)
+        report = harness.evaluate([name], [dataset], measures)
+        output = harness.output(harness.systems[name], dataset)
+    [result] = report["results"]
+    if out_dir is not None:
+        from .report import write_report
+
+        write_trec_run(Path(out_dir) / "run.trec", output.run, tag=name.split()[0])
+        write_report(out_dir, report)
+    return Evaluation(result, output.run, output.query_vectors, model)

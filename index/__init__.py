@@ -4,7 +4,30 @@ from .blockmax import BlockMaxIndex, BlockMaxIndexBuilder
 from .inverted import IndexBuilder, InvertedIndex
 from .reorder import reorder_documents
 from .results import SearchResult
+from .sharded import ShardedIndex
 from .storage import IndexFormatError
+
+# manifest "format" -> index class: `load` opens any of them
+FORMATS = {"lsr.inverted": InvertedIndex, "lsr.blockmax": BlockMaxIndex, "lsr.sharded": ShardedIndex}
+
+
+def load(path, mmap: bool = True, verify: bool = True):
+    """Open any lsr index folder (exhaustive, block-max, sharded) by the format its manifest names."""
+    import json
+    from pathlib import Path
+
+    from .storage import MANIFEST
+
+    manifest_file = Path(path) / MANIFEST
+    if not manifest_file.is_file():
+        raise IndexFormatError(f"{path}: no {MANIFEST}; not an lsr index folder")
+    try:
+        name = json.loads(manifest_file.read_text(encoding="utf-8")).get("format")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        raise IndexFormatError(f"{manifest_file}: corrupt manifest ({error})") from None
+    if name not in FORMATS:
+        raise IndexFormatError(f"{manifest_file}: unknown index format {name!r} (known: {', '.join(FORMATS)})")
+    return FORMATS[name].load(path, mmap=mmap, verify=verify)
 
 __all__ = [
     "BlockMaxIndex",
@@ -13,5 +36,7 @@ __all__ = [
     "InvertedIndex",
     "IndexFormatError",
     "SearchResult",
+    "load",
+    "ShardedIndex",
     "reorder_documents",
 ]

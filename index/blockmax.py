@@ -242,6 +242,10 @@ class BlockMaxIndex:
         """Number of (block, term) pairs with postings (the forward index's term entries)."""
         return int(self.fw_terms.shape[0])
 
+    def posting_lengths(self) -> np.ndarray:
+        """Number of documents per vocabulary term (document frequency), as `InvertedIndex.posting_lengths`."""
+        return np.diff(self.offsets)
+
     @property
     def n_dense_terms(self) -> int:
         """Terms whose block maxima are stored densely (non-empty in >= 1/DENSE_DIVISOR of the blocks)."""

@@ -1,7 +1,20 @@
-"""lsr: a learned sparse retrieval engine — SPLADE-style encoders, numba inverted indexes, BEIR evaluation."""
+"""lsr: a learned sparse retrieval engine — sparse models, numba inverted indexes, BEIR / MS MARCO evaluation.
 
-from .encoder import SpladeEncoder
-from .inference_free import InferenceFreeQueryEncoder
+`lsr.SparseModel` and `lsr.Retriever` load lazily, so `import lsr.index` / `lsr.eval.metrics` never
+import torch or transformers.
+"""
 
-__all__ = ["SpladeEncoder", "InferenceFreeQueryEncoder"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+__all__ = ["SparseModel", "Retriever", "__version__"]
+
+
+def __getattr__(name):
+    if name == "SparseModel":
+        from .model import SparseModel
+
+        return SparseModel
+    if name == "Retriever":
+        from .retriever import Retriever
+
+        return Retriever
+    raise AttributeError(f"module 'lsr' has no attribute {name!r}")

@@ -1,24 +1,25 @@
-"""SPLADE encoders: texts to sparse vocabulary-weight vectors (scipy CSR, float32)."""
+"""The masked-LM side of a sparse model: texts to vocabulary-weight vectors (scipy CSR, float32).
+
+`MLMTower` is one SPLADE tower — a Hugging Face masked LM, its tokenizer and the pooling settings.
+`lsr.SparseModel` holds one or two of them (or one and a query table); users go through it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from .activations import get_activation
-from .mlm import bf16_screening_available, masked_max_logits
-from .texts import document_text
+from .mlm import bf16_screening_available, masked_max_logits, masked_sum_activated
 
-LSR_CONFIG = "lsr_config.json"
+POOLINGS = ("max", "sum")
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -27,11 +28,18 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
-def load_tokenizer(name_or_path: str | os.PathLike):
+def load_tokenizer(folder: str | os.PathLike):
+    from transformers import AutoTokenizer
+
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path))
-    except (OSError, ValueError) as error:
-        raise OSError(f"cannot load a tokenizer from {str(name_or_path)!r}: {error}") from None
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError) as error:
+        raise OSError(f"{folder}: cannot load a tokenizer ({_first_line(error)})") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def default_device() -> str:
@@ -44,76 +52,46 @@ def rows_to_csr(rows: torch.Tensor) -> sp.csr_matrix:
     return sp.csr_matrix(dense)
 
 
-class SpladeEncoder:
-    """A masked-LM checkpoint used as a SPLADE encoder for queries and documents.
+def check_texts(texts, what: str) -> list:
+    """A list of texts, refusing the classic slip of passing one string (which would encode each character)."""
+    if isinstance(texts, (str, bytes, dict)):
+        raise TypeError(f"{what} takes a list of texts, got a single {type(texts).__name__}; wrap it in a list")
+    return list(texts)
 
-    Weight of vocabulary term j = max over non-padding positions of activation(logit_j); the max is
-    taken on the raw logits and the (monotone) activation applied once per term.
+
+class MLMTower:
+    """A masked-LM checkpoint as a SPLADE tower.
+
+    Weight of term j = pool over non-padding positions of activation(logit_j): with max pooling the max is
+    taken on the raw logits and the (monotone) activation applied once per term; with sum pooling every
+    position is activated. `zero_special_tokens` sets the weights of the tokenizer's special tokens to 0
+    (the OpenSearch doc-only model family does).
     """
 
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        name: str | None = None,
-        query_max_length: int = 64,
-        doc_max_length: int = 256,
-        batch_size: int = 32,
-        activation: str = "log1p_relu",
-        device: str | None = None,
-        show_progress: bool = True,
-        screen_bf16: bool | None = None,
-    ):
+    def __init__(self, model, tokenizer, activation: str = "log1p_relu", pooling: str = "max",
+                 zero_special_tokens: bool = False, batch_size: int = 32, device: str | None = None,
+                 show_progress: bool = False, screen_bf16: bool | None = None):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.device = device or default_device()
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.name = name or getattr(model.config, "_name_or_path", None) or "splade"
-        self.query_max_length = query_max_length
-        self.doc_max_length = doc_max_length
-        self.batch_size = batch_size
         self.activation_name = activation
         self.activation = get_activation(activation)
+        self.pooling = pooling
+        self.zero_special_tokens = bool(zero_special_tokens)
+        self.batch_size = batch_size
         self.show_progress = show_progress
         self.fingerprint = tokenizer_fingerprint(tokenizer)
+        self._special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         # exact either way (see lsr.mlm); None picks the faster path for this device
         self.screen_bf16 = bf16_screening_available(self.device) if screen_bf16 is None else screen_bf16
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> "SpladeEncoder":
-        """Load a Hugging Face masked-LM checkpoint (hub id or local folder).
-
-        Settings saved in the folder's `lsr_config.json` (activation, max lengths) are used unless
-        overridden by keyword arguments.
-        """
-        source = str(name_or_path)
-        config_file = Path(source) / LSR_CONFIG
-        settings = json.loads(config_file.read_text()) if config_file.is_file() else {}
-        for key in ("activation", "query_max_length", "doc_max_length"):
-            if key in settings:
-                kwargs.setdefault(key, settings[key])
-        tokenizer = load_tokenizer(source)
-        try:
-            model = AutoModelForMaskedLM.from_pretrained(source)
-        except (OSError, ValueError) as error:
-            raise OSError(f"cannot load a masked-LM model from {source!r}: {error}") from None
-        kwargs.setdefault("name", Path(source).name if Path(source).exists() else source)
-        return cls(model, tokenizer, **kwargs)
 
     @property
     def vocab_size(self) -> int:
         return self.model.get_output_embeddings().weight.shape[0]
 
-    def encode_queries(self, texts: Sequence[str], batch_size: int | None = None) -> sp.csr_matrix:
-        return self._encode([_as_text(t) for t in texts], self.query_max_length, batch_size, "queries")
-
-    def encode_documents(
-        self, documents: Sequence[str | dict], batch_size: int | None = None, title: bool = True
-    ) -> sp.csr_matrix:
-        """Encode strings, or BEIR-style dicts as `title + " " + text` (stripped; `title=False` drops it)."""
-        texts = [document_text(doc, title) if isinstance(doc, dict) else _as_text(doc) for doc in documents]
-        return self._encode(texts, self.doc_max_length, batch_size, "documents")
-
-    def _encode(self, texts: list[str], max_length: int, batch_size: int | None, what: str) -> sp.csr_matrix:
+    def encode(self, texts: list[str], max_length: int, batch_size: int | None = None, what: str = "texts") -> sp.csr_matrix:
         batch_size = batch_size or self.batch_size
         # empty or whitespace-only texts are valid and encode to the zero vector
         nonempty = np.array([i for i, text in enumerate(texts) if text.strip()], dtype=np.int64)
@@ -142,16 +120,19 @@ class SpladeEncoder:
 
     def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[batch, vocab] term weights of tokenised texts."""
-        pooled = masked_max_logits(self.model, input_ids, attention_mask, screen_bf16=self.screen_bf16)
-        # -inf rows (empty texts) activate to 0: log1p(relu(-inf)) = 0
-        return self.activation(pooled)
-
-    def decode(self, vector, top_k: int | None = None) -> list[tuple[str, float]]:
-        """(token, weight) pairs of one vector, heaviest first."""
-        return decode_vector(self.tokenizer, vector, top_k)
+        if self.pooling == "max":
+            pooled = masked_max_logits(self.model, input_ids, attention_mask, screen_bf16=self.screen_bf16)
+            # -inf rows (empty texts) activate to 0: log1p(relu(-inf)) = 0
+            weights = self.activation(pooled)
+        else:
+            weights = masked_sum_activated(self.model, input_ids, attention_mask, self.activation)
+        if self.zero_special_tokens and self._special.numel():
+            weights[:, self._special.to(weights.device)] = 0.0
+        return weights
 
 
 def decode_vector(tokenizer, vector, top_k: int | None = None) -> list[tuple[str, float]]:
+    """(token, weight) pairs of one vector (CSR row, dense array or {term: weight}), heaviest first."""
     if sp.issparse(vector):
         row = sp.csr_matrix(vector)
         if row.shape[0] != 1:
@@ -169,10 +150,3 @@ def decode_vector(tokenizer, vector, top_k: int | None = None) -> list[tuple[str
         order = order[:top_k]
     tokens = tokenizer.convert_ids_to_tokens([int(terms[i]) for i in order])
     return [(token, float(weights[i])) for token, i in zip(tokens, order)]
-
-
-def _as_text(text) -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"expected a string, got {type(text).__name__}")
-    return text
-

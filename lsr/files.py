@@ -144,3 +144,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike, marker: str) -> Iterator[Path]:
+    """Yield a fresh temporary sibling folder of `path` to fill; when the block ends normally it replaces
+    `path` (moved aside first, removed after), and when it raises it is removed. An existing `path` must
+    hold the file `marker` (it is one of ours) or be empty, else it is refused rather than replaced.
+    Stale siblings of killed writers are removed first."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_siblings(target)
+    tmp = temporary_sibling(target, "tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if target.exists():
+            if not (target / marker).is_file() and any(target.iterdir()):
+                raise FileExistsError(f"{target} exists and is not what lsr writes there (no {marker}); refusing to replace it")
+            old = temporary_sibling(target, "old")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            remove_path(old)
+        else:
+            os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            remove_path(tmp)

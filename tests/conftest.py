@@ -42,9 +42,9 @@ def beir_mirror_path():
 
 @pytest.fixture(scope="session")
 def splade_tiny(splade_tiny_path):
-    from lsr import SpladeEncoder
+    from lsr import SparseModel
 
-    return SpladeEncoder.from_pretrained(splade_tiny_path, show_progress=False)
+    return SparseModel.from_pretrained(splade_tiny_path)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from lsr.eval.datasets import Dataset
-from lsr.eval.harness import Harness, SystemConfig, builtin_systems, report_markdown
+from lsr.eval.harness import Harness, SystemConfig, builtin_systems
+from lsr.eval.report import report_markdown
 from lsr.eval.msmarco import CollectionMissing, load_topics, measures_for
 
 pytest.importorskip("Stemmer")
@@ -137,3 +138,40 @@ def test_dense_and_hybrid_on_tiny_data(tmp_path):
     minilm = report["results"][0]
     assert minilm["efficiency"]["dim"] == 384 and minilm["metrics"]["nDCG@10"] > 0.5
     assert report["results"][2]["metrics"]["nDCG@10"] > 0
+
+
+def test_same_named_model_folders_never_share_vectors(tmp_path, splade_tiny_path):
+    """Two checkpoints both saved as `.../final`: cached vectors are keyed by weights, never by folder names."""
+    import shutil
+
+    import torch
+
+    from lsr.eval.harness import splade_system
+    from lsr.model import SparseModel
+
+    first = shutil.copytree(splade_tiny_path, tmp_path / "run-a" / "final")
+    changed = SparseModel.from_pretrained(first)
+    with torch.no_grad():
+        changed.doc_tower.model.get_output_embeddings().bias += 0.5
+    changed.save_pretrained(tmp_path / "run-b" / "final")
+    systems = {"a": splade_system(str(first), "a"), "b": splade_system(str(tmp_path / "run-b" / "final"), "b")}
+    harness = Harness(tmp_path / "cache", systems, k=10)
+    out_a, out_b = (harness.output(systems[name], dataset()) for name in ("a", "b"))
+    assert computed(harness).count("doc_encodings") == 2
+    assert out_a.efficiency["avg_doc_nnz"] != out_b.efficiency["avg_doc_nnz"]
+    again = Harness(tmp_path / "cache", systems, k=10)
+    again.output(systems["b"], dataset())
+    assert computed(again) == []  # the same weights and settings hit the cache
+
+
+def test_index_choice_is_a_system_setting(tmp_path):
+    bm25 = SystemConfig("bm25", "bm25", params={"k1": 0.9, "b": 0.4, "quantization": "uint8"})
+    blockmax = SystemConfig("bm25-bmp", "bm25", params={"k1": 0.9, "b": 0.4,
+                                                         "index": {"type": "blockmax", "block_size": 4, "alpha": 1.0}})
+    harness = Harness(tmp_path, {"bm25": bm25, "bm25-bmp": blockmax}, k=10)
+    report = harness.evaluate(["bm25", "bm25-bmp"], [dataset()], trials=100)
+    exact, pruned = report["results"]
+    assert exact["metrics"] == pruned["metrics"]  # safe block-max = exhaustive on the same 8-bit weights
+    assert pruned["settings"]["config"]["params"]["index"]["type"] == "blockmax"
+    with pytest.raises(ValueError, match="index"):
+        SystemConfig("x", "bm25", params={"index": {"type": "faiss"}})

@@ -1,9 +1,10 @@
+import json
 import math
 
 import pytest
 
 from lsr.eval import drop_self_hits, evaluate, per_query, read_trec_run, write_trec_run
-from lsr.eval.report import make_result, read_json, to_markdown, write_json
+from lsr.eval.report import SCHEMA_VERSION, make_result, read_report, write_report
 
 QRELS = {"q1": {"a": 1, "b": 0, "c": 2}, "q2": {"x": 1}}
 RUN = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}}
@@ -51,11 +52,18 @@ def test_drop_self_hits():
     assert drop_self_hits({"q1": {"q1": 9.0, "d": 1.0}}) == {"q1": {"d": 1.0}}
 
 
-def test_report_json_and_markdown(tmp_path):
+def test_report_writer_and_reader(tmp_path):
     result = make_result(
-        "sys", "beir/nfcorpus/test", {"nDCG@10": 0.30553}, {"docs": 10, "index_bytes": 2**20, "search_latency_ms": {"median": 0.1, "p99": 0.4}}
+        "sys", "beir/nfcorpus/test", {"nDCG@10": 0.30553},
+        {"docs": 10, "index_bytes": 2**20, "search_latency_ms": {"median": 0.1, "p99": 0.4}},
     )
-    write_json(tmp_path / "r.json", [result])
-    assert read_json(tmp_path / "r.json") == [result]
-    table = to_markdown([result])
-    assert "| sys | beir/nfcorpus/test | 30.55 | 10 | 1.00 | 0.100 / 0.400 |" in table
+    report = {"results": [result], "comparisons": [], "per_query": {"beir/nfcorpus/test": {"sys": {"nDCG@10": {"q": 1.0}}}}}
+    path = write_report(tmp_path, report, "r", plots=False)
+    back = read_report(path)
+    assert back["schema_version"] == SCHEMA_VERSION and back["results"] == [result] and "per_query" not in back
+    assert json.loads((tmp_path / "r.per_query.json").read_text()) == report["per_query"]
+    assert "| (a) sys | beir/nfcorpus/test | 30.55 |" in (tmp_path / "r.md").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+    (tmp_path / "newer.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1, "results": []}))
+    with pytest.raises(ValueError, match="newer"):
+        read_report(tmp_path / "newer.json")

@@ -1,23 +1,25 @@
 import json
 
+import numpy as np
 import pytest
 
 from lsr.cli import main
 from lsr.eval import read_trec_run
+
+DOCS = [
+    {"_id": "d1", "title": "Vitamin D", "text": "Vitamin D deficiency and bone health."},
+    {"_id": "d2", "title": "Statins", "text": "Statins lower cholesterol and heart attack risk."},
+    {"_id": "d3", "title": "Coffee", "text": "Coffee drinking and sleep quality."},
+]
+QUERIES = [{"_id": "q1", "text": "vitamin d bones"}, {"_id": "q2", "text": "cholesterol drugs drugs"}]
 
 
 @pytest.fixture
 def tiny_beir(tmp_path):
     folder = tmp_path / "tiny"
     (folder / "qrels").mkdir(parents=True)
-    docs = [
-        {"_id": "d1", "title": "Vitamin D", "text": "Vitamin D deficiency and bone health."},
-        {"_id": "d2", "title": "Statins", "text": "Statins lower cholesterol and heart attack risk."},
-        {"_id": "d3", "title": "Coffee", "text": "Coffee drinking and sleep quality."},
-    ]
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    queries = [{"_id": "q1", "text": "vitamin d bones"}, {"_id": "q2", "text": "cholesterol drugs"}]
-    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in DOCS))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUERIES))
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
     return folder
 
@@ -28,21 +30,102 @@ def test_encode_index_search_eval(tiny_beir, tmp_path, splade_tiny_path, capsys)
     assert main(["encode", *model, "--input", str(tiny_beir / "corpus.jsonl"), "--output", str(vectors)]) == 0
     assert main(["index", "--vectors", str(vectors), "--output", str(tmp_path / "idx")]) == 0
     capsys.readouterr()
-    assert main(["search", *model, "--index", str(tmp_path / "idx"), "--query", "heart attack cholesterol", "-k", "2"]) == 0
-    printed = capsys.readouterr().out
-    assert "1. d2" in printed
+    # the index records its model: no --model needed to search it
+    assert main(["search", "--index", str(tmp_path / "idx"), "heart attack cholesterol", "-k", "2"]) == 0
+    assert "1. d2" in capsys.readouterr().out
     run_file = tmp_path / "run.trec"
-    assert main(["search", *model, "--index", str(tmp_path / "idx"), "--queries", str(tiny_beir / "queries.jsonl"), "--output", str(run_file)]) == 0
+    assert main(["search", *model, "--index", str(tmp_path / "idx"), "--queries", str(tiny_beir / "queries.jsonl"),
+                 "--output", str(run_file)]) == 0
     assert next(iter(read_trec_run(run_file)["q1"])) == "d1"
     out = tmp_path / "eval"
-    assert main(["eval", *model, "--datasets", str(tiny_beir), "--out", str(out), "--show", "1"]) == 0
+    assert main(["eval", *model, "--datasets", str(tiny_beir), "--out", str(out), "--show", "1",
+                 "--cache", str(tmp_path / "cache"), "--trials", "100"]) == 0
     report = json.loads((out / "report.json").read_text())
+    assert report["schema_version"] == 2
     assert report["results"][0]["metrics"]["nDCG@10"] == pytest.approx(1.0)
-    assert "query q1" in capsys.readouterr().out
+    assert report["results"][0]["settings"]["model"]["doc_max_length"] == 256
+    printed = capsys.readouterr().out
+    assert "query q1" in printed and "terms:" in printed
 
 
-def test_errors_are_reported_not_raised(tmp_path, capsys):
+def test_inference_free_model_through_lsr_eval(tiny_beir, tmp_path, splade_tiny_path):
+    """Queries of an inference-free model are their distinct non-special tokens, and `lsr eval` gives what
+    the Python API gives; a model saved with doc_max_length 128 is evaluated at 128."""
+    from lsr import SparseModel
+    from lsr.eval import load_dataset
+    from lsr.eval.harness import evaluate_model
+    from lsr.inference_free import QueryTable
+    from lsr.model import Settings
+
+    base = SparseModel.from_pretrained(splade_tiny_path)
+    table = QueryTable.from_corpus(base.tokenizer, [f"{d['title']} {d['text']}" for d in DOCS])
+    folder = SparseModel(base.doc_tower, table, Settings(64, 128)).save_pretrained(tmp_path / "doc-only")
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(folder), "--datasets", str(tiny_beir), "--out", str(out),
+                 "--cache", str(tmp_path / "cache")]) == 0
+    [result] = json.loads((out / "report.json").read_text())["results"]
+    tokenizer = base.tokenizer
+    special = set(tokenizer.all_special_ids)
+    distinct = [len(set(tokenizer(q["text"], add_special_tokens=False)["input_ids"]) - special) for q in QUERIES]
+    assert result["efficiency"]["avg_query_nnz"] == pytest.approx(np.mean(distinct))
+    assert result["settings"]["model"]["query_side"] == "inference_free"
+    assert result["settings"]["model"]["doc_max_length"] == 128
+    direct = evaluate_model(SparseModel.from_pretrained(folder), load_dataset(tiny_beir))
+    assert direct.result["metrics"]["nDCG@10"] == result["metrics"]["nDCG@10"]
+
+
+def test_retriever_build_search_save_load(tmp_path, splade_tiny_path, capsys):
+    from lsr import Retriever
+
+    corpus = {d["_id"]: {"title": d["title"], "text": d["text"]} for d in DOCS}
+    retriever = Retriever.build(corpus, str(splade_tiny_path))
+    hits = retriever.search("heart attack cholesterol", k=2)
+    assert hits.doc_ids[0] == "d2" and hits.documents[0]["title"] == "Statins"
+    batch = retriever.search(["vitamin d", "coffee sleep"], k=1)
+    assert [h.doc_ids[0] for h in batch] == ["d1", "d3"]
+    retriever.save(tmp_path / "r")
+    again = Retriever.load(tmp_path / "r")
+    same = again.search("heart attack cholesterol", k=2)
+    assert same.doc_ids == hits.doc_ids and np.array_equal(same.scores, hits.scores)
+    capsys.readouterr()
+    assert main(["search", "--index", str(tmp_path / "r"), "heart attack cholesterol", "-k", "1"]) == 0
+    assert "Statins — Statins lower cholesterol" in capsys.readouterr().out
+    blockmax = Retriever.build(corpus, retriever.model, index={"type": "blockmax", "block_size": 2}, store_documents=False)
+    assert blockmax.search("heart attack cholesterol", k=2).doc_ids == hits.doc_ids
+    blockmax.save(tmp_path / "bm", copy_model=True)
+    assert Retriever.load(tmp_path / "bm").search("vitamin d", k=1).documents is None
+
+
+def test_retriever_refuses_a_changed_model(tmp_path, splade_tiny_path):
+    import shutil
+
+    import torch
+
+    from lsr import Retriever, SparseModel
+
+    folder = tmp_path / "model"
+    SparseModel.from_pretrained(splade_tiny_path).save_pretrained(folder)
+    Retriever.build({d["_id"]: d["text"] for d in DOCS}, str(folder)).save(tmp_path / "r")
+    changed = SparseModel.from_pretrained(folder)
+    with torch.no_grad():
+        changed.doc_tower.model.get_output_embeddings().bias += 1.0
+    changed.save_pretrained(folder)
+    with pytest.raises(ValueError, match="not the one this index was built with"):
+        Retriever.load(tmp_path / "r")
+    shutil.rmtree(folder)
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        Retriever.load(tmp_path / "r")
+
+
+def test_errors_are_reported_before_work(tiny_beir, tmp_path, capsys):
     assert main(["index", "--vectors", str(tmp_path / "missing.npz"), "--output", str(tmp_path / "x")]) == 2
     assert "missing.npz" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "no-model"), "--datasets", "nfcorpus", "--out", str(tmp_path)]) == 2
-    assert "cannot load" in capsys.readouterr().err
+    assert "no such model folder" in capsys.readouterr().err
+    assert main(["eval", "--datasets", str(tiny_beir), "--measures", "nDCG@ten", "--out", str(tmp_path / "e")]) == 2
+    assert "nDCG@ten" in capsys.readouterr().err
+    assert main(["eval", "--datasets", str(tiny_beir), str(tmp_path / "typo"), "--out", str(tmp_path / "e")]) == 2
+    assert "typo" in capsys.readouterr().err and not (tmp_path / "e").exists()
+    assert main(["eval", "--systems", "bm26", "--datasets", str(tiny_beir), "--out", str(tmp_path / "e")]) == 2
+    assert "bm26" in capsys.readouterr().err
+    assert main(["search", "--index", str(tmp_path / "nowhere"), "text"]) == 2

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lsr.training.config import TrainConfig, load_config
-from lsr.training.models import load_engine_encoders
+from lsr.model import SparseModel
 from lsr.training.trainer import Trainer
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
@@ -84,9 +84,9 @@ def test_hard_concrete_gates_close_terms_and_export_exact_zeros(tmp_path, record
     assert float(gates.expected_l0().detach()) < start
     closed = gates.deterministic() == 0
     assert closed.any()
-    doc_encoder, _ = load_engine_encoders(tmp_path / "run" / "final", device="cpu", show_progress=False)
+    model = SparseModel.from_pretrained(tmp_path / "run" / "final", device="cpu")
     texts = ["cancer tumor study", "sleep melatonin trial"]
-    vectors = doc_encoder.encode_documents(texts).toarray()
+    vectors = model.encode_documents(texts).toarray()
     assert np.all(vectors[:, closed.numpy()] == 0)
     trainer.model.eval()
     with torch.no_grad():
@@ -108,16 +108,14 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, records_file, splade_tiny
 
 
 def test_inference_free_model_exports_idf_query_encoder(tmp_path, records_file, splade_tiny_path):
-    from lsr import InferenceFreeQueryEncoder
-
     cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=3,
                       model={"kind": "inference_free", "query_table_trainable": True},
                       regularizers=[{"kind": "idf_flops", "side": "doc", "weight": 1e-3}])
     trainer = Trainer(cfg)
     trainer.train()
-    doc_encoder, query_encoder = load_engine_encoders(tmp_path / "run" / "final", device="cpu", show_progress=False)
-    assert isinstance(query_encoder, InferenceFreeQueryEncoder)
-    q = query_encoder.encode_queries(["cancer vitamin"]).toarray()[0]
+    model = SparseModel.from_pretrained(tmp_path / "run" / "final", device="cpu")
+    assert model.inference_free and model.query_max_length == 16
+    q = model.encode_queries(["cancer vitamin"]).toarray()[0]
     with torch.no_grad():
         expected = trainer.model.encode_queries(["cancer vitamin"], 16).numpy()[0]
     np.testing.assert_allclose(q, expected, rtol=1e-6)
@@ -190,17 +188,15 @@ def test_on_the_fly_teacher_ensemble(tmp_path, records_file, splade_tiny_path):
 
 
 def test_separate_query_tower_is_saved_and_loaded(tmp_path, records_file, splade_tiny_path):
-    from lsr import SpladeEncoder
-
     cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=1, model={"shared": False},
                       regularizers=[{"kind": "l1", "side": "query", "weight": 1e-3},
                                     {"kind": "l0_mask", "side": "doc", "weight": 1e-3, "threshold": 10}])
     trainer = Trainer(cfg)
     trainer.train()
     assert trainer.model.query_tower is not trainer.model.doc_tower
-    doc_encoder, query_encoder = load_engine_encoders(tmp_path / "run" / "final", device="cpu", show_progress=False)
-    assert isinstance(query_encoder, SpladeEncoder) and query_encoder is not doc_encoder
+    model = SparseModel.from_pretrained(tmp_path / "run" / "final", device="cpu")
+    assert model.query_side == "separate"
     trainer.model.eval()
     with torch.no_grad():
         expected = trainer.model.encode_queries(["cancer vitamin"], 16).numpy()
-    np.testing.assert_allclose(query_encoder.encode_queries(["cancer vitamin"]).toarray(), expected, atol=1e-5)
+    np.testing.assert_allclose(model.encode_queries(["cancer vitamin"]).toarray(), expected, atol=1e-5)
