@@ -115,7 +115,6 @@ class Retriever:
         """Write the retriever folder atomically; `copy_model` stores the model inside it (self-contained)."""
         from lsr.files import atomic_folder
 
-        identity = self.model.identity()
         if not copy_model and self.model.source is None:
             raise ValueError("the model has no source to refer to (built in memory): save with copy_model=True")
         with atomic_folder(folder, RETRIEVER_FILE) as tmp:
@@ -124,14 +123,8 @@ class Retriever:
                 self.docstore.save(tmp / DOCSTORE_FOLDER)
             if copy_model:
                 self.model.save_pretrained(tmp / MODEL_FOLDER)
-            record = {
-                "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                "model": {"source": None if copy_model else self.model.source, "copied": copy_model,
-                          "name": self.model.name, "weights_sha256": identity["weights_sha256"],
-                          "vocabulary": self.model.fingerprint, "settings": identity["settings"]},
-                "index": INDEX_FOLDER, "docstore": DOCSTORE_FOLDER if self.docstore is not None else None,
-            }
-            (tmp / RETRIEVER_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+            write_record(tmp, self.model, INDEX_FOLDER, DOCSTORE_FOLDER if self.docstore is not None else None,
+                         copied=copy_model)
         return Path(folder)
 
     @classmethod
@@ -158,6 +151,25 @@ class Retriever:
         elif not isinstance(model, SparseModel):
             model = SparseModel.from_pretrained(model, **model_options)
         return cls(model, index, docstore)
+
+
+def write_record(folder: str | os.PathLike, model, index_folder: str = INDEX_FOLDER, docstore_folder: str | None = None,
+                 copied: bool = False) -> Path:
+    """Write `retriever.json` into `folder`, whose `index_folder` (and `docstore_folder`) are already in place
+    — how a streamed build turns its output into a retriever folder. `copied`: the model is under `model/`."""
+    identity = model.identity()
+    record = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+        "model": {"source": None if copied else model.source, "copied": copied, "name": model.name,
+                  "weights_sha256": identity["weights_sha256"], "vocabulary": model.fingerprint,
+                  "settings": identity["settings"]},
+        "index": index_folder, "docstore": docstore_folder,
+    }
+    from lsr.files import atomic_path
+
+    with atomic_path(Path(folder) / RETRIEVER_FILE) as tmp:
+        tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return Path(folder) / RETRIEVER_FILE
 
 
 def read_record(folder: Path) -> dict:
