@@ -66,11 +66,11 @@ def shard_bytes(vectors: sp.csr_matrix, ids, metadata: dict | None = None, extra
     return buffer.getvalue()
 
 
-def read_shard(path: str | os.PathLike) -> tuple[sp.csr_matrix, list[str], dict[str, np.ndarray]]:
-    """(vectors, ids, extra arrays) of one shard file."""
-    path = Path(path)
+def read_shard(source: str | os.PathLike | bytes) -> tuple[sp.csr_matrix, list[str], dict[str, np.ndarray]]:
+    """(vectors, ids, extra arrays) of one shard file (a path, or the file's bytes)."""
+    path = "shard bytes" if isinstance(source, bytes) else Path(source)
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with np.load(io.BytesIO(source) if isinstance(source, bytes) else path, allow_pickle=False) as stored:
             shape = tuple(int(x) for x in stored["shape"])
             vectors = sp.csr_matrix((stored["data"], stored["indices"], stored["indptr"]), shape=shape)
             ids = stored["ids"].tolist()

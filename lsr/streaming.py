@@ -260,6 +260,21 @@ def _encode_in_worker(chunk: Chunk, batch_size: int | None):
     return chunk, splade_shard(_WORKER["model"], chunk, batch_size)
 
 
+def encoder_pool(model, overrides: dict | None, workers: int, threads: int | None = None) -> ProcessPoolExecutor:
+    """`workers` processes (spawned) that each load `model` once (a folder / hub id, or the object itself) with
+    `threads` / `workers` torch threads; submit chunks with `encode_in_pool`."""
+    import multiprocessing
+
+    per_worker = max(1, (threads or os.cpu_count() or 1) // workers)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(model, dict(overrides or {}), per_worker))
+
+
+def encode_in_pool(pool: ProcessPoolExecutor, chunk: Chunk, batch_size: int | None = None):
+    """Submit one chunk to an `encoder_pool`; the future gives (chunk, (shard bytes, stats))."""
+    return pool.submit(_encode_in_worker, chunk, batch_size)
+
+
 # ---- stage 1 ---------------------------------------------------------------------------------------
 def encode_corpus(corpus, model, folder, *, shard_size: int = DEFAULT_SHARD_SIZE, workers: int = 1,
                   threads: int | None = None, batch_size: int | None = None, limit: int | None = None,
@@ -347,19 +362,13 @@ def _record(shards: VectorShards, chunk: Chunk, data: bytes, stats: dict, bar) -
 def _encode_with_workers(chunks, model, overrides, shards, batch_size, workers, threads, bar) -> None:
     """Chunks go to `workers` processes (each loads the model once); at most 2 chunks per worker in flight.
     When the corpus reader fails, the chunks already handed out are still written before the error."""
-    import multiprocessing
-
-    total_threads = threads or os.cpu_count() or 1
-    per_worker = max(1, total_threads // workers)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(model, overrides, per_worker)) as pool:
+    with encoder_pool(model, overrides, workers, threads) as pool:
         pending, failure, exhausted = set(), None, False
         iterator = iter(chunks)
         while True:
             while not exhausted and len(pending) < 2 * workers:
                 try:
-                    pending.add(pool.submit(_encode_in_worker, next(iterator), batch_size))
+                    pending.add(encode_in_pool(pool, next(iterator), batch_size))
                 except StopIteration:
                     exhausted = True
                 except (CorpusError, ShardError) as error:
