@@ -27,6 +27,8 @@ from hypothesis import strategies as st  # noqa: E402
 from lsr.eval.datasets import DatasetError, load_beir_folder, read_corpus, read_qrels_tsv, read_queries  # noqa: E402
 from lsr.eval.msmarco import read_qrels, read_queries_tsv  # noqa: E402
 from lsr.eval.runs import read_trec_run, write_trec_run  # noqa: E402
+from lsr.index import BlockMaxIndex, IndexFormatError, InvertedIndex  # noqa: E402
+from lsr.index.storage import manifest_checksum  # noqa: E402
 from lsr.vectors import VectorsFileError, load_vectors, save_vectors  # noqa: E402
 
 MAX_EXAMPLES = int(os.environ.get("LSR_FUZZ_EXAMPLES", "150"))
@@ -266,3 +268,61 @@ def test_vectors_npz(workdir, data):
     assert len(ids) == vectors.shape[0] and isinstance(metadata, dict)
     if vectors.shape[1]:
         vectors @ np.ones(vectors.shape[1], dtype=np.float32)  # usable, no crash
+
+
+INDEX_TYPES = {"inverted": InvertedIndex, "blockmax": BlockMaxIndex}
+
+
+@pytest.fixture(scope="module", params=sorted(INDEX_TYPES))
+def saved_index(request, tmp_path_factory):
+    docs = sp.random(40, 16, density=0.25, format="csr", random_state=1, dtype=np.float32)
+    path = tmp_path_factory.mktemp("index") / "idx"
+    INDEX_TYPES[request.param].build(docs, [f"d{i}" for i in range(40)]).save(path)
+    return request.param, path
+
+
+def replace_somewhere(value, draw):
+    """`value` with one nested entry replaced, removed or added."""
+    if isinstance(value, dict) and value and draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(value)))
+        action = draw(st.sampled_from(["replace", "delete", "recurse"]))
+        out = dict(value)
+        if action == "delete":
+            del out[key]
+        elif action == "replace":
+            out[key] = draw(json_values)
+        else:
+            out[key] = replace_somewhere(value[key], draw)
+        return out
+    if isinstance(value, list) and value and draw(st.booleans()):
+        out = list(value)
+        out[draw(st.integers(0, len(out) - 1))] = draw(json_values)
+        return out
+    return draw(json_values)
+
+
+@FUZZ
+@given(st.data())
+def test_index_manifest(workdir, saved_index, data):
+    kind, saved_index = saved_index
+    manifest = json.loads((saved_index / "manifest.json").read_text())
+    edited = replace_somewhere(manifest, data.draw)
+    if isinstance(edited, dict) and data.draw(st.booleans()):
+        try:
+            edited["manifest_sha256"] = manifest_checksum(edited)  # consistent: the fields are checked
+        except ValueError:  # NaN / infinity cannot be checksummed
+            pass
+    folder = workdir / "idx"
+    if not folder.exists():
+        folder.mkdir()
+        for file in saved_index.iterdir():
+            (folder / file.name).write_bytes(file.read_bytes())
+    text = json.dumps(edited) if data.draw(st.booleans()) else mutate(json.dumps(edited).encode(), data.draw)
+    (folder / "manifest.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    try:
+        index = INDEX_TYPES[kind].load(folder, verify=data.draw(st.booleans()))
+    except IndexFormatError as error:
+        assert str(folder) in str(error)
+        return
+    assert index.n_docs == 40 and index.vocab_size == 16  # only harmless edits (e.g. model_name) load
+    index.search(np.ones(index.vocab_size, dtype=np.float32), k=5)
