@@ -1,5 +1,6 @@
 """Index formats, numba kernels and search (`lsr.index`)."""
 
+from . import jit  # noqa: F401  (first: numba's cache location and compile notice, before any kernel exists)
 from .blockmax import BlockMaxIndex, BlockMaxIndexBuilder
 from .inverted import IndexBuilder, InvertedIndex
 from .reorder import reorder_documents
@@ -16,8 +17,9 @@ def load(path, mmap: bool = True, verify: bool = True):
     import json
     from pathlib import Path
 
-    from .storage import MANIFEST
+    from .storage import MANIFEST, recover_folder
 
+    recover_folder(Path(path))  # a save killed between its renames left the index set aside: restore it
     manifest_file = Path(path) / MANIFEST
     if not manifest_file.is_file():
         raise IndexFormatError(f"{path}: no {MANIFEST}; not an lsr index folder")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import lsr.index as lsr_index
 from lsr.files import HOST, atomic_path, remove_stale_siblings, temporary_sibling
 from lsr.index import IndexFormatError, InvertedIndex
 from lsr.vectors import load_vectors, save_vectors
@@ -55,14 +56,15 @@ def test_dead_writers_temporaries_removed_by_next_save_and_load(tmp_path, index,
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["idx", live_tmp.name, foreign.name])
 
 
-def test_load_restores_index_set_aside_by_a_save_killed_between_renames(tmp_path, index, dead_pid):
+@pytest.mark.parametrize("load", [InvertedIndex.load, lsr_index.load])
+def test_load_restores_index_set_aside_by_a_save_killed_between_renames(tmp_path, index, dead_pid, load):
     target = tmp_path / "idx"
     index.save(target)
     old = sibling(target, "old", dead_pid)
     os.rename(target, old)
     half = sibling(target, "tmp", dead_pid)  # the new index it was about to move into place
     half.mkdir()
-    loaded = InvertedIndex.load(target)
+    loaded = load(target)
     assert loaded.doc_ids == index.doc_ids
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]
 
