@@ -223,6 +223,10 @@ def test_cli_bm25_sharded_blockmax(tmp_path, capsys):
     index = ShardedIndex.load(tmp_path / "idx")
     assert index.n_shards == 2 and index.doc_ids == [f"d{i}" for i in range(30)]
     assert main(["index", "--from-shards", str(tmp_path / "idx.shards"), "--output", str(tmp_path / "inv")]) == 0
+    # `lsr encode --corpus` writes the same shard folder, which `lsr index --from-shards` indexes
+    assert main(["encode", "--corpus", str(corpus), "--model", "bm25", "--output", str(tmp_path / "enc"),
+                 "--shard-size", "7", "--no-progress"]) == 0
+    assert shard_hashes(tmp_path / "enc") == shard_hashes(tmp_path / "idx.shards")
     corpus.write_text(corpus.read_text() + "not json\n")
     assert main(["index", "--corpus", str(corpus), "--model", "bm25", "--output", str(tmp_path / "idx2"),
                  "--no-progress"]) == 2
