@@ -349,6 +349,14 @@ class Harness:
         return SystemOutput(run, efficiency, latencies, sum(part.query_seconds for part in parts))
 
     # --- public --------------------------------------------------------------------------------
+    def sparse_vectors(self, system: SystemConfig, dataset: Dataset):
+        """(doc vectors, doc ids, query vectors in query order) of a sparse system, from the cache when there."""
+        if system.kind not in ("bm25", "splade"):
+            raise ValueError(f"system {system.name!r} is {system.kind}, not sparse")
+        doc_vectors, ids, _, vocabulary, docs_key = self._sparse_docs(system, dataset)
+        queries, _ = self._sparse_queries(system, dataset, vocabulary, docs_key)
+        return doc_vectors, ids, queries
+
     def output(self, system: SystemConfig, dataset: Dataset) -> SystemOutput:
         """The run and efficiency of one system on one dataset (memoised within this harness)."""
         memo = (system.name, dataset.name)

@@ -2,6 +2,8 @@
 safe block-max search vs the 8-bit exhaustive index (same quantised weights).
 
     python scripts/check_index_exactness.py --datasets nfcorpus scifact [--model PATH] [--cache DIR]
+
+Vectors come from the evaluation harness (the same cached encodings `lsr eval` uses).
 """
 
 from __future__ import annotations
@@ -9,18 +11,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lsr import SpladeEncoder
 from lsr.eval import evaluate, load_dataset, run_from_results
-from lsr.eval.pipeline import encode_corpus
+from lsr.eval.harness import Harness, splade_system
 from lsr.index import BlockMaxIndex, InvertedIndex
 from lsr.index.reference import exhaustive_search
 from lsr.paths import default_model
 
 
-def compare(encoder, dataset, cache_dir: Path | None, k: int = 1000) -> list[dict]:
-    doc_vectors, doc_ids, _ = encode_corpus(encoder, dataset, cache_dir)
+def compare(harness: Harness, system, dataset, k: int = 1000) -> list[dict]:
+    doc_vectors, doc_ids, query_vectors = harness.sparse_vectors(system, dataset)
     query_ids = list(dataset.queries)
-    query_vectors = encoder.encode_queries([dataset.queries[q] for q in query_ids])
     reference = exhaustive_search(query_vectors, doc_vectors, doc_ids, k)
     reference_run = run_from_results(query_ids, reference)
     reference_ndcg = evaluate(reference_run, dataset.qrels, ["nDCG@10"])["nDCG@10"]
@@ -49,14 +49,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=default_model())
     parser.add_argument("--datasets", nargs="+", default=["nfcorpus", "scifact"])
-    parser.add_argument("--cache", default="runs/exactness", help="folder for cached document vectors")
+    parser.add_argument("--cache", default=".cache/eval", help="the harness's encodings cache")
     args = parser.parse_args()
-    encoder = SpladeEncoder.from_pretrained(args.model)
+    system = splade_system(args.model, "model")
+    harness = Harness(Path(args.cache), {"model": system}, show_progress=True)
     print("| dataset | index | nDCG@10 index | reference | nDCG@10 reference | identical top-1000 rankings (block-max: and scores) |")
     print("|---|---|---|---|---|---|")
     for name in args.datasets:
         dataset = load_dataset(name)
-        for row in compare(encoder, dataset, Path(args.cache) / name):
+        for row in compare(harness, system, dataset):
             print(
                 f"| {row['dataset']} | {row['index']} | {row['ndcg_index']:.4f} | {row['exhaustive']} "
                 f"| {row['ndcg_exhaustive']:.4f} | {row['identical_rankings']}/{row['queries']} |"

@@ -17,7 +17,7 @@ def nfcorpus_float32(splade_tiny, beir_mirror_path, tmp_path_factory):
 
 
 def cached_doc_vectors(cache):
-    [file] = cache.glob("doc_encodings/*/doc_vectors.npz")
+    [file] = cache.glob("doc_encodings/*/doc_vectors.npz")  # encoded once, by the fixture's evaluation
     return load_vectors(file)
 
 
