@@ -21,12 +21,12 @@ import json
 import logging
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
-from lsr.files import remove_path, remove_stale_siblings, temporary_sibling, writer_siblings
+from lsr import files
+from lsr.files import remove_path, replace_folder, temporary_sibling
 
 MANIFEST = "manifest.json"
 DOC_IDS = "doc_ids.txt"
@@ -53,12 +53,7 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+_fsync_dir = files.fsync_dir  # index/sharded.py uses it
 
 
 def manifest_checksum(manifest: dict) -> str:
@@ -156,43 +151,23 @@ def save_folder(
 
 
 def _replace_folder(new: Path, target: Path) -> None:
-    """Move `new` to `target`; an existing target is moved aside first and removed only afterwards."""
-    if target.exists():
-        if not (target / MANIFEST).is_file() and any(target.iterdir()):
-            raise FileExistsError(f"{target} exists and is not an index folder; refusing to replace it")
-        old = temporary_sibling(target, "old")
-        os.rename(target, old)
-        os.rename(new, target)
-        _fsync_dir(target.parent)
-        remove_path(old)
-    else:
-        os.rename(new, target)
-    _fsync_dir(target.parent)
+    """Move the complete index folder `new` to `target` (see `lsr.files.replace_folder`)."""
+    replace_folder(new, target, MANIFEST)
 
 
 def recover_folder(target: Path) -> None:
     """Undo what killed saves of `target` left: restore a set-aside index when none is at `target`, then
-    remove the temporaries and set-aside copies of writers that are gone. Best effort on read-only
-    locations, except that a missing index with a restorable copy is an error there."""
-    if not target.exists():
-        deadline = time.monotonic() + LIVE_SAVE_WAIT_S
-        while True:
-            olds = [s for s in writer_siblings(target) if s.kind == "old"]
-            if not any(s.live for s in olds) or target.exists() or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)  # a live save is between its two renames: the new index appears at once
-        dead = [s.path for s in olds if not s.live and (s.path / MANIFEST).is_file()]
-        if dead and not target.exists():
-            newest = max(dead, key=lambda p: p.stat().st_mtime)
-            try:
-                os.rename(newest, target)
-            except OSError as error:
-                raise IndexFormatError(
-                    f"{target}: missing, but a save that was interrupted left the previous index at {newest}; "
-                    f"it could not be restored ({error}); rename it to {target.name}"
-                ) from None
-            logger.warning("%s: restored the previous index left by an interrupted save (%s)", target, newest.name)
-    remove_stale_siblings(target)
+    remove the temporaries and set-aside copies of writers that are gone (`lsr.files.recover_folder`).
+    Best effort on read-only locations, except that a missing index with a restorable copy is an error."""
+    try:
+        restored = files.recover_folder(target, MANIFEST, LIVE_SAVE_WAIT_S)
+    except files.RestoreError as error:
+        raise IndexFormatError(
+            f"{target}: missing, but a save that was interrupted left the previous index at {error.copy}; "
+            f"it could not be restored ({error.error}); rename it to {Path(target).name}"
+        ) from None
+    if restored is not None:
+        logger.warning("%s: restored the previous index left by an interrupted save (%s)", target, restored.name)
 
 
 def read_manifest(path: str | os.PathLike, format_name: str, max_version: int) -> dict:

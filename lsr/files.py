@@ -146,28 +146,82 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (renames into it) durable."""
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def replace_folder(new: Path, target: Path, marker: str) -> None:
+    """Move the complete folder `new` to `target`. An existing `target` must hold the file `marker` (it is
+    one of ours) or be empty; it is moved aside to an `old` sibling first and removed only afterwards, so
+    `target` is at every moment the complete old folder or the complete new one (or, if the process is
+    killed between the two renames, absent with the old one set aside: see `recover_folder`)."""
+    if target.exists():
+        if not (target / marker).is_file() and any(target.iterdir()):
+            raise FileExistsError(
+                f"{target} exists and is not what lsr writes there (no {marker}); refusing to replace it"
+            )
+        old = temporary_sibling(target, "old")
+        os.rename(target, old)
+        os.rename(new, target)
+        fsync_dir(target.parent)
+        remove_path(old)
+    else:
+        os.rename(new, target)
+    fsync_dir(target.parent)
+
+
+class RestoreError(OSError):
+    """A folder set aside by an interrupted replacement could not be moved back (`.copy` is where it is)."""
+
+    def __init__(self, target: Path, copy: Path, error: OSError):
+        super().__init__(f"{target}: {error}")
+        self.target, self.copy, self.error = target, copy, error
+
+
+def recover_folder(target: str | os.PathLike, marker: str, wait_s: float = 10.0) -> Path | None:
+    """Undo what killed writers of the folder `target` left: when `target` is missing and a dead writer
+    set a complete copy (one holding `marker`) aside, move the newest such copy back; then remove the
+    dead writers' temporaries and set-aside copies. A live writer between its two renames is waited for
+    (up to `wait_s`). Returns the path the restored copy had, or None; `RestoreError` when it cannot be
+    moved back (a read-only location)."""
+    target = Path(target)
+    restored = None
+    if not target.exists():
+        deadline = time.monotonic() + wait_s
+        while True:
+            olds = [s for s in writer_siblings(target) if s.kind == "old"]
+            if not any(s.live for s in olds) or target.exists() or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # a live writer is between its two renames: the new folder appears at once
+        dead = [s.path for s in olds if not s.live and (s.path / marker).is_file()]
+        if dead and not target.exists():
+            restored = max(dead, key=lambda p: p.stat().st_mtime)
+            try:
+                os.rename(restored, target)
+            except OSError as error:
+                raise RestoreError(target, restored, error) from None
+    remove_stale_siblings(target)
+    return restored
+
+
 @contextmanager
 def atomic_folder(path: str | os.PathLike, marker: str) -> Iterator[Path]:
     """Yield a fresh temporary sibling folder of `path` to fill; when the block ends normally it replaces
-    `path` (moved aside first, removed after), and when it raises it is removed. An existing `path` must
-    hold the file `marker` (it is one of ours) or be empty, else it is refused rather than replaced.
-    Stale siblings of killed writers are removed first."""
+    `path` (`replace_folder`: an existing `path` must hold the file `marker` or be empty), and when it
+    raises it is removed. What killed writers of `path` left is recovered first (`recover_folder`)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_siblings(target)
+    recover_folder(target, marker)
     tmp = temporary_sibling(target, "tmp")
     tmp.mkdir()
     try:
         yield tmp
-        if target.exists():
-            if not (target / marker).is_file() and any(target.iterdir()):
-                raise FileExistsError(f"{target} exists and is not what lsr writes there (no {marker}); refusing to replace it")
-            old = temporary_sibling(target, "old")
-            os.rename(target, old)
-            os.rename(tmp, target)
-            remove_path(old)
-        else:
-            os.rename(tmp, target)
+        replace_folder(tmp, target, marker)
     finally:
         if tmp.exists():
             remove_path(tmp)
