@@ -1,5 +1,6 @@
-"""Fuzz targets for every reader of outside data: each input either reads into well-formed values or
-raises the reader's documented error naming the file — never another exception, and never a hang.
+"""Fuzz targets for every reader of outside data (datasets, runs, vectors, index manifests, interchange
+files): each input either reads into well-formed values or raises the reader's documented error naming
+the file — never another exception, and never a hang.
 
 Bounded for CI (`MAX_EXAMPLES` per target, a few seconds each; `LSR_FUZZ_EXAMPLES` raises it for a long
 run). Under CI the inputs are derandomised, so a run is reproducible; hypothesis keeps no example
@@ -15,6 +16,8 @@ import json
 import math
 import os
 import signal
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +31,7 @@ from lsr.eval.datasets import DatasetError, load_beir_folder, read_corpus, read_
 from lsr.eval.msmarco import read_qrels, read_queries_tsv  # noqa: E402
 from lsr.eval.runs import read_trec_run, write_trec_run  # noqa: E402
 from lsr.index import BlockMaxIndex, IndexFormatError, InvertedIndex  # noqa: E402
+from lsr.index.interchange import InterchangeError, VocabularyError, export_ciff, import_ciff  # noqa: E402
 from lsr.index.storage import manifest_checksum  # noqa: E402
 from lsr.vectors import VectorsFileError, load_vectors, save_vectors  # noqa: E402
 
@@ -326,3 +330,48 @@ def test_index_manifest(workdir, saved_index, data):
         return
     assert index.n_docs == 40 and index.vocab_size == 16  # only harmless edits (e.g. model_name) load
     index.search(np.ones(index.vocab_size, dtype=np.float32), k=5)
+
+
+# --- interchange readers (lsr.index.interchange) ----------------------------------------------------
+
+TOKENS = ["[PAD]", "a", "b", "c", "##d", "e f", "ü"]
+INTERCHANGE_ERRORS = (InterchangeError, VocabularyError)
+INTERCHANGE = settings(FUZZ, max_examples=max(10, MAX_EXAMPLES // 2))  # each example builds an index
+
+
+def scratch_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).iterdir() if p.name.startswith(("lsr-import-", "lsr-ciff-"))}
+
+
+def check_import(run, output, path):
+    before = scratch_folders()
+    try:
+        index = run()
+    except INTERCHANGE_ERRORS as error:
+        assert str(path) in str(error) or "vocabulary" in str(error)
+    except ValueError as error:  # the builder's own refusal of an empty collection
+        assert "no documents were added" in str(error), error
+    else:
+        assert index.n_docs >= 1 and index.vocab_size == len(TOKENS)
+        index.search(np.ones(len(TOKENS), dtype=np.float32), k=3)
+    assert scratch_folders() <= before
+
+
+@pytest.fixture(scope="module")
+def ciff_bytes(tmp_path_factory):
+    docs = sp.random(30, len(TOKENS), density=0.4, format="csr", random_state=3, dtype=np.float32)
+    index = InvertedIndex.build(docs, [f"d{i}" for i in range(30)])
+    path = tmp_path_factory.mktemp("ciff") / "index.ciff"
+    export_ciff(index, path, vocabulary=TOKENS)
+    return path.read_bytes()
+
+
+@INTERCHANGE
+@given(st.data())
+def test_ciff(tmp_path_factory, ciff_bytes, data):
+    folder = tmp_path_factory.mktemp("ciff")
+    path = folder / "damaged.ciff"
+    path.write_bytes(mutate(ciff_bytes, data.draw) if data.draw(st.booleans()) else data.draw(st.binary(max_size=64)))
+    index_type = data.draw(st.sampled_from(["inverted", "blockmax"]))
+    check_import(lambda: import_ciff(path, folder / "index", vocabulary=TOKENS, index_type=index_type),
+                 folder / "index", path)
