@@ -9,19 +9,19 @@ evaluating are always redone: they are cheap and latencies must be measured afre
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-import functools
-import tempfile
-
-from lsr.files import atomic_path
+from lsr.files import atomic_path, remove_path
 from lsr.paths import default_model
 from lsr.texts import document_text
 from lsr.vectors import load_vectors, save_vectors
@@ -35,6 +35,7 @@ from .runs import drop_self_hits, run_from_results, write_trec_run
 from .significance import better_than, compare_systems
 
 KINDS = ("bm25", "splade", "dense", "hybrid")
+logger = logging.getLogger("lsr.eval")
 
 
 INDEX_TYPES = ("inverted", "blockmax")
@@ -72,7 +73,11 @@ class SystemConfig:
         return asdict(self)
 
 
+BUILTIN_SYSTEMS = ("bm25", "splade-tiny", "minilm", "hybrid", "hybrid-linear", "hybrid-bm25")
+
+
 def builtin_systems() -> dict[str, SystemConfig]:
+    """The built-in systems (`BUILTIN_SYSTEMS`); splade-tiny is `lsr.paths.default_model()`."""
     return {
         "bm25": SystemConfig("bm25", "bm25", params={"k1": 0.9, "b": 0.4}),
         "splade-tiny": SystemConfig("splade-tiny", "splade", default_model(), {"quantization": "uint8"}),
@@ -124,6 +129,12 @@ def queries_hash(dataset: Dataset) -> str:
     return content_hash(list(dataset.queries.items()))
 
 
+def dataset_hash(dataset: Dataset) -> str:
+    """Corpus, queries and judgments: what a run's evaluation (or a training file mined from it) depends on."""
+    qrels = sorted((q, d, int(r)) for q, docs in dataset.qrels.items() for d, r in docs.items())
+    return content_hash([corpus_hash(dataset), queries_hash(dataset), qrels])
+
+
 @dataclass
 class SystemOutput:
     """What one system produced on one dataset, before aggregation."""
@@ -165,6 +176,19 @@ class Harness:
     def _note(self, artefact: str, key: str, hit: bool) -> None:
         self.events.append((artefact, key, "hit" if hit else "computed"))
 
+    @staticmethod
+    def _read(load, path: Path):
+        """A cached artefact, or None when absent or damaged (a damaged entry is removed and recomputed, so a
+        corrupt cache file never breaks every rerun)."""
+        if not path.exists():
+            return None
+        try:
+            return load(path)
+        except (ValueError, OSError, KeyError, EOFError) as error:
+            logger.warning("cache entry %s is damaged (%s); recomputing it", path, error)
+            remove_path(path)
+            return None
+
     def _encoder_key(self, system: SystemConfig) -> dict:
         if system.kind == "splade":
             # the weights' hash and the effective settings: never the folder's name or path
@@ -199,8 +223,9 @@ class Harness:
         """(doc vectors, doc ids, encode seconds, analyzer-or-encoder state for queries, doc-encoding key)."""
         folder, key = self._slot("doc_encodings", {"encoder": self._encoder_key(system), "corpus": corpus_hash(dataset)})
         cache = folder / "doc_vectors.npz"
-        if cache.is_file():
-            vectors, ids, meta = load_vectors(cache)
+        stored = self._read(load_vectors, cache)
+        if stored is not None:
+            vectors, ids, meta = stored
             self._note("doc_encodings", key, True)
             return vectors, ids, meta["encode_seconds"], meta.get("vocabulary"), key
         ids = list(dataset.corpus)
@@ -227,8 +252,9 @@ class Harness:
             parts["vocabulary_of"] = docs_key
         folder, key = self._slot("query_encodings", parts)
         cache = folder / "query_vectors.npz"
-        if cache.is_file():
-            vectors, _, meta = load_vectors(cache)
+        stored = self._read(load_vectors, cache)
+        if stored is not None:
+            vectors, _, meta = stored
             self._note("query_encodings", key, True)
             return vectors, meta["encode_seconds"]
         texts = list(dataset.queries.values())
@@ -255,7 +281,8 @@ class Harness:
         quantization = system.params.get("quantization", "float32" if system.kind == "bm25" else "uint8")
         parts = {"docs": docs_key, "type": kind, **({"quantization": quantization} if kind == "inverted" else spec)}
         folder, key = self._slot("indexes", parts)
-        hit = (folder / "index").is_dir()
+        index = self._read(lsr.index.load, folder / "index")
+        hit = index is not None
         if not hit:
             fingerprint = self._encoder(system).fingerprint if system.kind == "splade" else None
             if kind == "inverted":
@@ -264,8 +291,9 @@ class Harness:
                 index = lsr.index.BlockMaxIndex.build(vectors, ids, model_name=system.name,
                                                       tokenizer_fingerprint=fingerprint, **spec)
             index.save(folder / "index")
+            index = lsr.index.load(folder / "index")
         self._note("indexes", key, hit)
-        return lsr.index.load(folder / "index"), search
+        return index, search
 
     def _run_sparse(self, system: SystemConfig, dataset: Dataset) -> SystemOutput:
         doc_vectors, ids, doc_seconds, vocabulary, docs_key = self._sparse_docs(system, dataset)
@@ -291,14 +319,17 @@ class Harness:
     def _dense_array(self, artefact: str, parts: dict, texts, system: SystemConfig) -> tuple[np.ndarray, float]:
         folder, key = self._slot(artefact, parts)
         cache = folder / "embeddings.npy"
-        if cache.is_file():
+        stored = self._read(lambda path: (np.load(path, allow_pickle=False),
+                                          json.loads((folder / "meta.json").read_text())["encode_seconds"]), cache)
+        if stored is not None:
             self._note(artefact, key, True)
-            return np.load(cache), json.loads((folder / "meta.json").read_text())["encode_seconds"]
+            return stored
         start = time.perf_counter()
         embeddings = self._encoder(system).encode(texts)
         seconds = time.perf_counter() - start
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "meta.json").write_text(json.dumps({"encode_seconds": seconds, "system": system.to_dict()}))
+        with atomic_path(folder / "meta.json") as tmp:
+            tmp.write_text(json.dumps({"encode_seconds": seconds, "system": system.to_dict()}))
         with atomic_path(cache) as tmp:  # embeddings.npy marks a complete entry
             np.save(tmp, embeddings)
         self._note(artefact, key, False)
@@ -349,6 +380,12 @@ class Harness:
         return SystemOutput(run, efficiency, latencies, sum(part.query_seconds for part in parts))
 
     # --- public --------------------------------------------------------------------------------
+    def system_key(self, system: SystemConfig) -> dict:
+        """Everything a system's run depends on (weights hashes, settings, components'), for caches outside the harness."""
+        if system.kind == "hybrid":
+            return {"config": system.to_dict(), "components": [self.system_key(self.systems[c]) for c in system.components]}
+        return {"config": {**system.to_dict(), "model": None}, "encoder": self._encoder_key(system), "k": self.k}
+
     def sparse_vectors(self, system: SystemConfig, dataset: Dataset):
         """(doc vectors, doc ids, query vectors in query order) of a sparse system, from the cache when there."""
         if system.kind not in ("bm25", "splade"):
@@ -394,7 +431,11 @@ class Harness:
                             "latency": "k=10, one query per call; search only (query encoding: query_encode_ms)"}
                 if out.encoder is not None:
                     settings["model"] = out.encoder.describe()
-                results.append(make_result(name, dataset.name, metrics, out.efficiency, settings))
+                result = make_result(name, dataset.name, metrics, out.efficiency, settings)
+                warnings = {kind: n for kind, n in getattr(dataset, "data_warnings", {}).items() if n}
+                if warnings:
+                    result["data_warnings"] = warnings
+                results.append(result)
             per_query_all[dataset.name] = scores
             for measure in next(iter(scores.values())) if scores else ():
                 if len(scores) < 2:
@@ -409,11 +450,12 @@ class Harness:
                 "per_query": per_query_all}
 
 
-def load_datasets(names, split: str = "test") -> list[Dataset]:
-    """Datasets by BEIR name, folder, ir_datasets id, or MS MARCO name (msmarco-dev, dl19, dl20)."""
+def load_datasets(names, split: str = "test", strict: bool = False) -> list[Dataset]:
+    """Datasets by BEIR name, folder, ir_datasets id, or MS MARCO name (msmarco-dev, dl19, dl20).
+    `strict`: suspect data (see `lsr.eval.datasets.SUSPECT_KINDS`) is an error, not a counted warning."""
     from .msmarco import MSMARCO_SPLITS, load_msmarco
 
-    return [load_msmarco(name) if name in MSMARCO_SPLITS else load_dataset(name, split) for name in names]
+    return [load_msmarco(name) if name in MSMARCO_SPLITS else load_dataset(name, split, strict=strict) for name in names]
 
 
 @dataclass

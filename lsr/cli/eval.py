@@ -14,11 +14,11 @@ DEFAULT_MEASURES_HELP = "ir-measures names (default: per dataset — BEIR nDCG@1
 
 
 def add_parser(sub) -> None:
-    from lsr.eval.harness import builtin_systems
+    from lsr.eval.harness import BUILTIN_SYSTEMS
 
     p = sub.add_parser("eval", help="evaluate systems and models on datasets; writes a report (JSON, Markdown, plots)")
     p.add_argument("--systems", nargs="+", default=None,
-                   help=f"built-in systems: {', '.join(builtin_systems())} (default: splade-tiny, or none with --model)")
+                   help=f"built-in systems: {', '.join(BUILTIN_SYSTEMS)} (default: splade-tiny, or none with --model)")
     p.add_argument("--model", action="append", default=[],
                    help="a sparse model (folder or hub id, any supported format) to evaluate as a system; repeatable")
     p.add_argument("--datasets", nargs="+", default=["nfcorpus"],
@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
     p.add_argument("--trials", type=int, default=10_000, help="randomisation test permutations")
     p.add_argument("--show", type=int, default=0, help="print this many example queries with their top results")
+    p.add_argument("--strict-data", action="store_true",
+                   help="refuse suspect data (qrels naming unknown documents, repeated query ids or judgments) "
+                        "instead of counting it in the report's data_warnings")
     p.set_defaults(func=run)
 
 
@@ -93,7 +96,7 @@ def run(args) -> int:
         systems[system.name] = system
         names.append(system.name)
         taken.add(system.name)
-    datasets = load_datasets(args.datasets, args.split)
+    datasets = load_datasets(args.datasets, args.split, strict=args.strict_data)
 
     harness = Harness(args.cache, systems, k=args.k, threads=args.threads, show_progress=True)
     report = {"results": [], "comparisons": [], "per_query": {}}

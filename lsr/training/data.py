@@ -41,24 +41,43 @@ def hash_text(text: str) -> int:
 
 
 def mine_negatives(dataset, method: str, depth: int, query_ids: list[str], cache: str | Path | None = None) -> dict[str, list[str]]:
-    """Top-`depth` non-relevant doc ids per query, retrieved by BM25 or a saved model through `InvertedIndex`."""
-    if cache is not None and Path(cache).is_file():
-        return json.loads(Path(cache).read_text())
+    """Top-`depth` non-relevant doc ids per query, retrieved by BM25 or a saved model through `InvertedIndex`.
+
+    `cache` is reused only when its key — the data's content hash, the queries, the method's weights and
+    settings, the depth — equals the current one; otherwise the negatives are mined again and it is rewritten."""
+    from lsr.eval.harness import content_hash, dataset_hash
+    from lsr.files import atomic_path
     from lsr.index import InvertedIndex
 
+    model = None
+    if method == "bm25":
+        from lsr.eval.bm25 import Analyzer
+
+        method_key = {"bm25": Analyzer().config}
+    else:
+        from .engine import load_model
+
+        model = load_model(method)
+        method_key = model.identity()
+    key = {"data": dataset_hash(dataset), "queries": content_hash(list(query_ids)), "method": method_key, "depth": depth}
+    key = json.loads(json.dumps(key))  # as it reads back from the file
+    if cache is not None and Path(cache).is_file():
+        try:
+            stored = json.loads(Path(cache).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            stored = None
+        if isinstance(stored, dict) and stored.get("key") == key:
+            return stored["negatives"]
     doc_ids = list(dataset.corpus)
     texts = [document_text(dataset.corpus[i]) for i in doc_ids]
     queries = [dataset.queries[q] for q in query_ids]
-    if method == "bm25":
+    if model is None:
         from lsr.eval.bm25 import BM25Vectors
 
         bm25 = BM25Vectors.fit(texts)
         doc_vectors, query_vectors = bm25.doc_vectors, bm25.encode_queries(queries)
     else:
-        from .models import load_engine_encoders
-
-        doc_encoder, query_encoder = load_engine_encoders(method, show_progress=False)
-        doc_vectors, query_vectors = doc_encoder.encode_documents(texts), query_encoder.encode_queries(queries)
+        doc_vectors, query_vectors = model.encode_documents(texts), model.encode_queries(queries)
     index = InvertedIndex.build(doc_vectors, doc_ids, "float32")
     results = index.search(query_vectors, k=depth + 50)
     mined = {}
@@ -71,8 +90,8 @@ def mine_negatives(dataset, method: str, depth: int, query_ids: list[str], cache
             found = [doc_ids[i] for i in rng.choice(len(doc_ids), depth, replace=False) if relevant.get(doc_ids[i], 0) <= 0]
         mined[qid] = found
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        Path(cache).write_text(json.dumps(mined))
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps({"key": key, "negatives": mined}))
     return mined
 
 

@@ -59,21 +59,36 @@ def write_records(path: str | os.PathLike, records: list[dict]) -> Path:
 def ensemble_teacher_file(out: str | os.PathLike, dataset_name: str = "nfcorpus", split: str = "train",
                           teacher: str = "hybrid-linear", student: str = "splade-tiny", depth: int = 32,
                           scale: float | None = None, cache_dir: str | os.PathLike = ".cache/eval") -> dict:
-    """Score `split` with the harness's `teacher` system and write the records; returns a summary."""
+    """Score `split` with the harness's `teacher` system and write the records; returns a summary.
+
+    An existing file is reused only when its `.meta.json` key (the data's content hash, the teacher's and
+    the student's weights and settings, depth, scale) equals the current one; otherwise it is rewritten."""
     from lsr.eval import load_dataset
-    from lsr.eval.harness import Harness
+    from lsr.eval.harness import Harness, dataset_hash
 
     harness = Harness(cache_dir)
     for name in (teacher, student):
         if name not in harness.systems:
             raise ValueError(f"unknown system {name!r}; the harness has {sorted(harness.systems)}")
     dataset = load_dataset(dataset_name, split)
+    key = {"data": dataset_hash(dataset), "teacher": harness.system_key(harness.systems[teacher]),
+           "student": harness.system_key(harness.systems[student]) if scale is None else None,
+           "depth": depth, "scale": scale}
+    meta = Path(f"{out}.meta.json")
+    if Path(out).is_file() and meta.is_file():
+        try:
+            summary = json.loads(meta.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            summary = {}
+        if summary.get("key") == json.loads(json.dumps(key)):
+            return summary
     teacher_run = harness.output(harness.systems[teacher], dataset).run
     student_run = harness.output(harness.systems[student], dataset).run if scale is None else None
     records, scale = teacher_records(dataset, teacher_run, student_run, depth, scale)
     write_records(out, records)
-    summary = {"dataset": dataset.name, "teacher": harness.systems[teacher].to_dict(), "student_for_scale": student,
-               "depth": depth, "scale": scale, "queries": len(records)}
-    with atomic_path(f"{out}.meta.json") as tmp:
+    summary = json.loads(json.dumps({"dataset": dataset.name, "teacher": harness.systems[teacher].to_dict(),
+                                     "student_for_scale": student, "depth": depth, "scale": scale,
+                                     "queries": len(records), "key": key}))  # as it reads back
+    with atomic_path(meta) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary

@@ -175,3 +175,20 @@ def test_index_choice_is_a_system_setting(tmp_path):
     assert pruned["settings"]["config"]["params"]["index"]["type"] == "blockmax"
     with pytest.raises(ValueError, match="index"):
         SystemConfig("x", "bm25", params={"index": {"type": "faiss"}})
+
+
+def test_changed_query_or_damaged_cache_entry_is_recomputed(tmp_path):
+    first = Harness(tmp_path, systems())
+    first.output(first.systems["bm25"], dataset())
+    queries = dict(QUERIES, q2="lower cholesterol levels")
+    edited = Harness(tmp_path, systems())
+    edited.output(edited.systems["bm25"], Dataset("tiny", CORPUS, queries, QRELS))
+    assert computed(edited) == ["query_encodings"]
+    [damaged] = (tmp_path / "doc_encodings").glob("*/doc_vectors.npz")
+    damaged.write_bytes(b"not an npz file")
+    [index_file] = (tmp_path / "indexes").glob("*/index/post_docs.npy")
+    index_file.write_bytes(index_file.read_bytes()[:-8])
+    repaired = Harness(tmp_path, systems())
+    out = repaired.output(repaired.systems["bm25"], dataset())
+    assert computed(repaired) == ["doc_encodings", "indexes"]
+    assert out.run == first.output(first.systems["bm25"], dataset()).run
