@@ -131,6 +131,7 @@ class DocumentCollector:
         self._spill_dir = spill_dir
         self._scratch: Path | None = None
         self._finalizer = None
+        self._closed = False
         if spill:
             self._make_scratch()
 
@@ -144,6 +145,7 @@ class DocumentCollector:
 
     def add(self, vectors, doc_ids) -> None:
         """Append a batch; on any error nothing is changed."""
+        self._check_open()
         if not sp.issparse(vectors):
             raise TypeError(f"document vectors must be a scipy.sparse matrix, got {type(vectors).__name__}")
         doc_ids = as_doc_ids(doc_ids)
@@ -186,7 +188,12 @@ class DocumentCollector:
             else:
                 yield chunk
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("this builder was finished or closed; start a new one")
+
     def require_documents(self) -> None:
+        self._check_open()
         if not self.doc_ids:
             raise ValueError("no documents were added: refusing to build an empty index")
 
@@ -207,7 +214,8 @@ class DocumentCollector:
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self._scratch), True)
 
     def close(self) -> None:
-        """Drop the batches and remove the scratch folder."""
+        """Drop the batches and remove the scratch folder; the collector takes no more documents."""
+        self._closed = True
         self._chunks = []
         if self._finalizer is not None:
             self._finalizer()  # removes the folder (once)

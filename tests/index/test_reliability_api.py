@@ -81,6 +81,10 @@ def test_failed_add_leaves_the_builder_unchanged(tmp_path, kind):
     assert streamed.doc_ids == ids
     assert streamed.search(query, k=12).doc_ids == whole.search(query, k=12).doc_ids
     assert not list(tmp_path.iterdir())  # scratch removed by finish
+    with pytest.raises(ValueError, match="finished or closed"):
+        builder.add(matrix[:1], ["late"])  # a finished builder takes no more documents
+    with pytest.raises(ValueError, match="finished or closed"):
+        builder.finish()
 
 
 @pytest.mark.parametrize("kind", sorted(BUILDERS))
