@@ -21,18 +21,20 @@ import scipy.sparse as sp
 
 from lsr.files import atomic_path
 
-from .common import (InterchangeError, atomic_folder, build_from_rows, json_keys, read_export_record,
+from .common import (EXPORT_RECORD, InterchangeError, atomic_folder, build_from_rows, json_keys, read_export_record,
                      read_vector_lines, source_record, vector_json, write_export_record)
 from .postings import export_source, term_postings
 from .vocabulary import Vocabulary, VocabularyError, import_vocabulary, load_vocabulary
 
 FORMAT = "anserini-jsonvectorcollection"
+DOCS = "docs"  # the collection folder inside an export
 DEFAULT_QUERY_MULTIPLIER = 100.0  # pyserini's convention for SPLADE query weights
 
 
 def export_anserini(index, path, vocabulary=None, model=None, contents=None, docs_per_file: int = 500_000) -> dict:
-    """Write `index` as a JsonVectorCollection folder at `path` (atomically): `docs-00000.jsonl`, ... of
-    `docs_per_file` documents each (Anserini indexes files in parallel) and `lsr-export.json`.
+    """Write `index` as a JsonVectorCollection at `path` (a folder, atomically): `docs/docs-00000.jsonl`, ...
+    of `docs_per_file` documents each (Anserini indexes files in parallel; `docs/` is the folder to give
+    pyserini's `--input`, which reads every file in it) and `lsr-export.json`.
 
     `contents`: optional {doc id: text} (or callable) for the `contents` field; empty otherwise."""
     index, vocab = export_source(index, vocabulary, model)
@@ -43,6 +45,7 @@ def export_anserini(index, path, vocabulary=None, model=None, contents=None, doc
     text_of = contents if callable(contents) or contents is None else contents.get
     files = []
     with atomic_folder(path) as folder:
+        (folder / DOCS).mkdir()
         handle = None
         try:
             for first, rows in postings.iter_documents(levels):
@@ -51,7 +54,7 @@ def export_anserini(index, path, vocabulary=None, model=None, contents=None, doc
                     if doc % docs_per_file == 0:
                         if handle is not None:
                             handle.close()
-                        files.append(f"docs-{doc // docs_per_file:05d}.jsonl")
+                        files.append(f"{DOCS}/docs-{doc // docs_per_file:05d}.jsonl")
                         handle = open(folder / files[-1], "w", encoding="utf-8", buffering=1 << 20)
                     lo, hi = rows.indptr[row], rows.indptr[row + 1]
                     doc_id = postings.doc_ids[doc]
@@ -132,7 +135,8 @@ def export_anserini_queries(query_vectors, query_ids, vocabulary, path, multipli
 
 def import_anserini(path, output, vocabulary=None, model=None, index_type: str = "inverted",
                     quantization: str = "uint8", block_size: int | str = "auto", reorder="auto"):
-    """Read a JsonVectorCollection (a folder of `.jsonl` / `.json` / `.jsonl.gz` files, or one file) into
+    """Read a JsonVectorCollection (our export folder, a folder of `.jsonl` / `.json` / `.jsonl.gz` files, or
+    one file) into
     one of our indexes at `output` (atomically). Weights are taken as they are (integers as real weights;
     our own exports' unit restores the original scale); `quantization` "uint8" or "float32" (exact)."""
     path = Path(path)
@@ -153,6 +157,8 @@ def _collection_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
+    if (path / DOCS).is_dir() and (path / EXPORT_RECORD).is_file():  # one of our exports
+        path = path / DOCS
     files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith((".jsonl", ".json", ".jsonl.gz")))
     if not files:
         raise InterchangeError(f"{path}: no .jsonl / .json / .jsonl.gz files")

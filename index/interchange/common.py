@@ -6,15 +6,14 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
 import shutil
 import tempfile
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+from lsr import files
 
 from .vocabulary import Vocabulary
 
@@ -26,28 +25,10 @@ class InterchangeError(ValueError):
     """An input file is malformed or disagrees with itself; the message names the file and record / line."""
 
 
-@contextmanager
 def atomic_folder(path):
-    """Yield a temporary sibling folder to fill; it replaces `path` when the block ends normally and is
-    removed when it raises. An existing `path` is replaced only if it is empty or an earlier export
-    (it holds `lsr-export.json`), so a user's folder is never swept away."""
-    target = Path(path)
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / EXPORT_RECORD).is_file())):
-        raise FileExistsError(f"{target} exists and is not an lsr export folder; refusing to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """`lsr.files.atomic_folder` for exports: an existing `path` is replaced only if it is empty or an earlier
+    export (it holds `lsr-export.json`), so a user's folder is never swept away."""
+    return files.atomic_folder(path, EXPORT_RECORD)
 
 
 def write_export_record(folder: Path, record: dict) -> None:
