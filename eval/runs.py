@@ -29,10 +29,16 @@ def drop_self_hits(run: Run) -> Run:
     return {qid: {doc: score for doc, score in docs.items() if doc != qid} for qid, docs in run.items()}
 
 
+def check_tag(tag: str) -> str:
+    """A TREC run tag: one non-empty word (checked before any work, so a typo does not cost a search)."""
+    if not isinstance(tag, str) or not tag or any(ch.isspace() for ch in tag):
+        raise ValueError(f"run tag must be a non-empty word, got {tag!r}")
+    return tag
+
+
 def write_trec_run(path: str | os.PathLike, run: Run, tag: str = "lsr") -> Path:
     """Write atomically; scores with 9 significant digits (float32 round-trips exactly)."""
-    if not tag or any(ch.isspace() for ch in tag):
-        raise ValueError(f"run tag must be a non-empty word, got {tag!r}")
+    check_tag(tag)
     for qid, docs in run.items():
         for name in (qid, *docs):
             if not isinstance(name, str) or not name or len(name.split()) != 1 or name != name.strip():

@@ -42,11 +42,12 @@ def open_retriever(args):
 
 def run(args) -> int:
     from lsr.eval.datasets import read_queries
-    from lsr.eval.runs import run_from_results, write_trec_run
+    from lsr.eval.runs import check_tag, run_from_results, write_trec_run
     from lsr.texts import document_text
 
     if args.k < 1:
         raise ValueError(f"-k must be a positive integer, got {args.k}")
+    check_tag(args.tag)
     texts = [*args.text, *args.query]
     if args.queries:
         if texts:

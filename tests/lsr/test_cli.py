@@ -129,3 +129,61 @@ def test_errors_are_reported_before_work(tiny_beir, tmp_path, capsys):
     assert main(["eval", "--systems", "bm26", "--datasets", str(tiny_beir), "--out", str(tmp_path / "e")]) == 2
     assert "bm26" in capsys.readouterr().err
     assert main(["search", "--index", str(tmp_path / "nowhere"), "text"]) == 2
+
+
+def test_finished_datasets_are_kept_when_a_later_one_fails(tiny_beir, tmp_path, monkeypatch):
+    import shutil
+
+    from lsr.eval import harness
+
+    second = shutil.copytree(tiny_beir, tmp_path / "second")
+    real = harness.Harness.output
+
+    def output(self, system, dataset):
+        if dataset.name.startswith("second"):
+            raise RuntimeError("disk full")
+        return real(self, system, dataset)
+
+    monkeypatch.setattr(harness.Harness, "output", output)
+    out = tmp_path / "eval"
+    assert main(["eval", "--systems", "bm25", "--datasets", str(tiny_beir), str(second), "--out", str(out),
+                 "--cache", str(tmp_path / "cache")]) == 2
+    [kept] = json.loads((out / "report.json").read_text())["results"]
+    assert kept["dataset"].startswith("tiny")
+
+
+def test_one_line_errors_and_debug_tracebacks(tmp_path, capsys):
+    assert main(["search", "--index", str(tmp_path), "x", "--tag", "two words"]) == 2
+    assert capsys.readouterr().err.strip() == "lsr search: error: run tag must be a non-empty word, got 'two words'"
+    with pytest.raises(Exception):
+        main(["--debug", "search", "--index", str(tmp_path / "nowhere"), "text"])
+
+
+def test_help_version_and_python_m(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, LSR_SHARED=str(tmp_path / "missing"))
+    done = subprocess.run([sys.executable, "-m", "lsr", "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "eval" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "lsr", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("lsr ")
+
+
+def test_every_option_has_help_text():
+    import argparse
+
+    from lsr.cli import build_parser
+
+    def walk(parser, where):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{where} {name}")
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                yield where, action
+
+    missing = [f"{where}: {action.option_strings or action.dest}" for where, action in walk(build_parser(), "lsr")
+               if not action.help]
+    assert missing == []
