@@ -121,27 +121,13 @@ def export_source(index, vocabulary=None, model=None):
 
 
 def load_index(path):
-    """Open the index at `path`: an index folder (inverted, block-max or sharded, by its manifest's format)
-    or a saved retriever folder (`retriever.json` naming its index folder)."""
-    from .. import blockmax, inverted, sharded
-    from ..storage import MANIFEST, IndexFormatError
+    """Open the index at `path`: any index folder (`lsr.index.load`) or a saved retriever folder
+    (`retriever.json` naming its index folder)."""
+    from .. import load
 
     folder = Path(path)
     retriever = _retriever_record(folder)
-    if retriever is not None:
-        folder = folder / retriever["index"]
-    manifest_file = folder / MANIFEST
-    if not manifest_file.is_file():
-        raise IndexFormatError(f"{path}: no {MANIFEST}; not an lsr index folder")
-    try:
-        format_name = json.loads(manifest_file.read_text(encoding="utf-8")).get("format")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
-        raise IndexFormatError(f"{manifest_file}: corrupt manifest ({error})") from None
-    kinds = {inverted.FORMAT_NAME: inverted.InvertedIndex, blockmax.FORMAT_NAME: blockmax.BlockMaxIndex,
-             sharded.FORMAT_NAME: sharded.ShardedIndex}
-    if format_name not in kinds:
-        raise IndexFormatError(f"{manifest_file}: format {format_name!r} cannot be exported (one of {sorted(kinds)})")
-    return kinds[format_name].load(folder)
+    return load(folder / retriever["index"] if retriever is not None else folder)
 
 
 def recorded_model_source(path) -> str | None:

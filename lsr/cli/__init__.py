@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import encode, eval as eval_command, index, search, train
+from . import encode, eval as eval_command, index, interchange, search, train
 
-COMMANDS = (encode, index, search, eval_command, train)
+COMMANDS = (encode, index, search, eval_command, train, interchange)
 
 
 def build_parser() -> argparse.ArgumentParser:
