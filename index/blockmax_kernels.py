@@ -42,6 +42,9 @@ CHECK_EVERY = 32  # blocks scored between two checks of the remaining work again
 # Work counters written by `search_one` (stats argument)
 STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED, STAT_PASSING = 0, 1, 2, 3, 4
 N_STATS = 5
+# The work budget given to `search_one` (limits argument, float64)
+LIMIT_BUDGET, LIMIT_BLOCK, LIMIT_POSTING, LIMIT_PRIOR_BLOCK, LIMIT_PASSING_SHARE, LIMIT_CANDIDATE_SHARE = range(6)
+N_LIMITS = 6
 
 
 @njit(cache=True)
@@ -317,12 +320,13 @@ def _bucket_of(v, lo, width, n_buckets):
 
 
 @njit(inline="always", cache=True)
-def _over_budget(remaining, stats, budget, block_cost, post_cost):
-    """Would scoring `remaining` more blocks (each as costly as the average so far) cost more than `budget`?"""
-    if remaining <= 0 or stats[STAT_BLOCKS] == 0:
+def _over_budget(candidates, stats, limits):
+    """Would scoring the share of `candidates` that block-max typically scores (each block as costly as the
+    average so far) cost more than the budget?"""
+    if candidates <= 0 or stats[STAT_BLOCKS] == 0:
         return False
-    per_block = block_cost + post_cost * stats[STAT_POSTINGS] / stats[STAT_BLOCKS]
-    return remaining * per_block > budget
+    per_block = limits[LIMIT_BLOCK] + limits[LIMIT_POSTING] * stats[STAT_POSTINGS] / stats[STAT_BLOCKS]
+    return candidates * limits[LIMIT_CANDIDATE_SHARE] * per_block > limits[LIMIT_BUDGET]
 
 
 @njit(cache=True)
@@ -330,17 +334,18 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ub, slot, acc, cand, cand_ub, bucket_start,
                bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores, out_docs,
-               budget, block_cost, post_cost, prior_block_cost, passing_share, stats):
+               limits, stats):
     """Block-Max Pruning top-k of one query; returns the number of results written to out_*, or -1 when
     the work left exceeded `budget` (see below) and the search was abandoned.
 
     Every buffer argument is per worker; `ub` and `slot` must be all zero on entry and are left so.
-    `budget` (np.inf: none): first, before any block is scored, `passing_share` x the blocks whose bound
-    passes the initial threshold, times `prior_block_cost`, are compared with it; then, once the candidate
-    blocks are listed and every CHECK_EVERY scored blocks, the candidates whose bound still reaches the
-    threshold, times the average cost of a block scored so far (`block_cost` + `post_cost` per posting).
-    `stats` (N_STATS int64) receives the work done (candidates, blocks and postings scored, abandoned,
-    blocks passing the initial threshold).
+    `limits` (N_LIMITS float64) holds a budget (np.inf: none) and the cost estimates compared with it:
+    first, before any block is scored, the blocks whose bound passes the initial threshold times the share
+    of them block-max typically scores, times a prior cost per block; then, once the candidate blocks are
+    listed and every CHECK_EVERY scored blocks, the candidates whose bound still reaches the threshold
+    times the share of candidates typically scored, times the average cost of a block scored so far
+    (fixed + per posting). `stats` (N_STATS int64) receives the work done (candidates, blocks and postings
+    scored, abandoned, blocks passing the initial threshold).
     """
     terms, raw = _select_terms(q_terms, q_weights, beta)
     nq = terms.shape[0]
@@ -394,7 +399,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             if n_first < n_first_max or u > heap_ub[0]:
                 n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, n_first_max, u, b, b)
     stats[STAT_PASSING] = n_passing
-    if n_passing * passing_share * prior_block_cost > budget:
+    if n_passing * limits[LIMIT_PASSING_SHARE] * limits[LIMIT_PRIOR_BLOCK] > limits[LIMIT_BUDGET]:
         ub[:] = 0
         _clear_slots(terms, rows, recorded, slot, n_blocks, bm_offsets, bm_blocks)
         stats[STAT_ABANDONED] = 1
@@ -432,7 +437,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             hi = max(hi, u)
             lo = min(lo, u)
     stats[STAT_CANDIDATES] = n_cand
-    abandoned = _over_budget(n_cand, stats, budget, block_cost, post_cost)
+    abandoned = _over_budget(n_cand, stats, limits)
     if n_cand > 0 and not abandoned:
         # Bucket sort of the candidate bounds (descending) instead of a full sort.
         n_buckets = bucket_max.shape[0]
@@ -482,7 +487,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                     # Candidates whose bound still reaches the threshold, not yet scored (buckets up to
                     # the threshold's, from the next position on): an upper estimate of the work left.
                     reach = bucket_start[_bucket_of(theta / alpha, lo, width, n_buckets) + 1]
-                    if _over_budget(reach - s - 1, stats, budget, block_cost, post_cost):
+                    if _over_budget(reach - s - 1, stats, limits):
                         abandoned = True
                         break
             if abandoned:

@@ -51,10 +51,11 @@ BLOCK_TERM_NS = 30.0
 BLOCK_POSTING_NS = 2.5
 BUDGET_FACTOR = 1.0
 PASSING_SHARE = 0.3
+CANDIDATE_SHARE = 0.3
 COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term", "block_posting", "budget",
-              "passing_share")
+              "passing_share", "candidate_share")
 COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_TERM_NS, BLOCK_POSTING_NS,
-                  BUDGET_FACTOR, PASSING_SHARE])
+                  BUDGET_FACTOR, PASSING_SHARE, CANDIDATE_SHARE])
 
 # Automatic block size: balances the cost of bounds (one per block and frequent query term, so ~ n_docs /
 # block size) against the cost of scoring a block (~ block size x postings per document); calibrated so
@@ -92,7 +93,7 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
                   bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base,
                   fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights, method, costs, ub, slot, acc, cand,
                   cand_ub, sorted_blocks, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats,
-                  out_scores, out_docs, plan):
+                  limits, out_scores, out_docs, plan):
     """One query by exhaustive TAAT (method 0), Block-Max Pruning (1) or the planner's choice (2); writes
     its plan row (PLAN_FIELDS) and returns the number of results."""
     postings, exhaustive_ns, bounds_ns = _estimates(terms, offsets, bm_offsets, dense_row, n_docs, ub.shape[0], costs)
@@ -107,12 +108,17 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
     # At least the blocks holding k documents must be scored.
     least_ns = bounds_ns + prior_block_ns * ((k + block_size - 1) // block_size)
     if method == 1 or (method == 2 and least_ns < exhaustive_ns):
-        budget = np.inf if method == 1 else costs[8] * exhaustive_ns
+        limits[bk.LIMIT_BUDGET] = np.inf if method == 1 else costs[8] * exhaustive_ns
+        limits[bk.LIMIT_BLOCK] = block_ns
+        limits[bk.LIMIT_POSTING] = costs[7]
+        limits[bk.LIMIT_PRIOR_BLOCK] = prior_block_ns
+        limits[bk.LIMIT_PASSING_SHARE] = costs[9]
+        limits[bk.LIMIT_CANDIDATE_SHARE] = costs[10]
         count = bk.search_one(
             terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks, bm_max,
             bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base, fw_terms,
             fw_rel_end, fw_post, ub, slot, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores,
-            heap_keys, heap_docs, out_scores, out_docs, budget, block_ns, costs[7], prior_block_ns, costs[9], stats)
+            heap_keys, heap_docs, out_scores, out_docs, limits, stats)
         plan[4] = stats[bk.STAT_PASSING]
         plan[5] = stats[bk.STAT_CANDIDATES]
         plan[6] = stats[bk.STAT_BLOCKS]
@@ -148,6 +154,7 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
         heap_keys = np.empty(k, dtype=np.int64)
         heap_docs = np.empty(k, dtype=np.int64)
         stats = np.zeros(bk.N_STATS, dtype=np.int64)
+        limits = np.zeros(bk.N_LIMITS, dtype=np.float64)
         for q in range(worker, n_queries, n_workers):
             start, end = q_indptr[q], q_indptr[q + 1]
             out_counts[q] = _search_query(
@@ -156,7 +163,7 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights, method,
                 costs, ws_ub[worker], ws_slot[worker], ws_acc[worker], ws_cand[worker], ws_cand_ub[worker],
                 ws_sorted[worker], ws_doc_acc[worker], bucket_start, bucket_max, heap_scores, heap_keys, heap_docs,
-                stats, out_scores[q], out_docs[q], plan[q])
+                stats, limits, out_scores[q], out_docs[q], plan[q])
     return out_docs, out_scores, out_counts, plan
 
 
@@ -178,6 +185,7 @@ def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_
     heap_keys = np.empty(k, dtype=np.int64)
     heap_docs = np.empty(k, dtype=np.int64)
     stats = np.zeros(bk.N_STATS, dtype=np.int64)
+    limits = np.zeros(bk.N_LIMITS, dtype=np.float64)
     for q in range(n_queries):
         start, end = q_indptr[q], q_indptr[q + 1]
         out_counts[q] = _search_query(
@@ -185,5 +193,6 @@ def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_
             bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
             fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights, method,
             costs, ws_ub[0], ws_slot[0], ws_acc[0], ws_cand[0], ws_cand_ub[0], ws_sorted[0], ws_doc_acc[0],
-            bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, out_scores[q], out_docs[q], plan[q])
+            bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores[q], out_docs[q],
+            plan[q])
     return out_docs, out_scores, out_counts, plan

@@ -51,7 +51,10 @@ def test_safe_mode_equals_exhaustive(block_size, integer):
     for reorder in (False, "bp", rng.permutation(len(ids))):
         index = BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=reorder)
         for k in (1, 7, 10, 100, 1000):
-            _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=2))
+            expected = exact.search(queries, k=k)
+            _assert_same(expected, index.search(queries, k=k, threads=2, method="blockmax"))
+            _assert_same(expected, index.search(queries, k=k, threads=1, method="blockmax"))
+            _assert_same(expected, index.search(queries, k=k, threads=2))
 
 
 @pytest.mark.parametrize("block_size", [4, 16, 64])
@@ -70,7 +73,7 @@ def test_safe_mode_with_dense_and_sparse_block_maxima(block_size):
     queries = _queries(vocab, seed=block_size, integer_weights=False)
     exact = InvertedIndex.build(docs, ids)
     for k in (1, 10, 50):
-        _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1))
+        _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
 
 
 def test_reused_buffers_across_calls_and_python_threads():
@@ -81,7 +84,7 @@ def test_reused_buffers_across_calls_and_python_threads():
     exact = InvertedIndex.build(docs, ids)
     index = BlockMaxIndex.build(docs, ids, block_size=16, reorder=False)
     expected = {k: exact.search(queries, k=k) for k in (3, 10, 100)}
-    index.search(queries, k=10, alpha=0.5, threads=2)  # an approximate search must leave the buffers clean
+    index.search(queries, k=10, alpha=0.5, threads=2, method="blockmax")  # must leave the buffers clean
     ub, slot, acc = index._local.workspace[:3]
     assert not ub.any() and not slot.any() and not acc.any()
 
@@ -120,7 +123,7 @@ def test_alpha_and_beta_lower_recall_monotonically():
     index = BlockMaxIndex.build(docs, ids, block_size=16, reorder=False)
 
     def recall(**knobs):
-        got = index.search(queries, k=10, **knobs)
+        got = index.search(queries, k=10, method="blockmax", **knobs)
         hits = [len(set(a.doc_numbers) & set(b.doc_numbers)) / max(len(a.doc_numbers), 1) for a, b in zip(exact, got)]
         return float(np.mean(hits))
 
@@ -130,7 +133,7 @@ def test_alpha_and_beta_lower_recall_monotonically():
     assert all(x >= y for x, y in zip(by_alpha, by_alpha[1:])) and by_alpha[-1] < 1.0
     assert all(x >= y for x, y in zip(by_beta, by_beta[1:])) and by_beta[-1] < 1.0
     # alpha < 1 only skips blocks: the documents it returns carry their exact scores.
-    for a, b in zip(exact, index.search(queries, k=10, alpha=0.5)):
+    for a, b in zip(exact, index.search(queries, k=10, alpha=0.5, method="blockmax")):
         common = set(a.doc_numbers) & set(b.doc_numbers)
         for d in common:
             assert a.scores[list(a.doc_numbers).index(d)] == b.scores[list(b.doc_numbers).index(d)]
@@ -186,3 +189,16 @@ def test_invalid_arguments():
     for knobs in ({"alpha": 0.0}, {"beta": 1.5}, {"k": 0}):
         with pytest.raises(ValueError):
             index.search(np.ones(30, np.float32), **knobs)
+
+
+def test_posting_lengths_equal_the_inverted_index():
+    import scipy.sparse as sp
+
+    from lsr.index import BlockMaxIndex, InvertedIndex
+
+    rng = np.random.default_rng(3)
+    vectors = sp.random(300, 50, density=0.1, random_state=rng, format="csr", dtype=np.float32)
+    ids = [f"d{i}" for i in range(300)]
+    expected = InvertedIndex.build(vectors, ids).posting_lengths()
+    for block_size in (1, 8, 32):
+        np.testing.assert_array_equal(BlockMaxIndex.build(vectors, ids, block_size=block_size).posting_lengths(), expected)
