@@ -2,6 +2,7 @@
 
 from . import jit  # noqa: F401  (first: numba's cache location and compile notice, before any kernel exists)
 from .blockmax import BlockMaxIndex, BlockMaxIndexBuilder
+from .interchange import export_index, import_index
 from .inverted import IndexBuilder, InvertedIndex
 from .reorder import reorder_documents
 from .results import SearchResult
@@ -38,6 +39,8 @@ __all__ = [
     "InvertedIndex",
     "IndexFormatError",
     "SearchResult",
+    "export_index",
+    "import_index",
     "load",
     "ShardedIndex",
     "reorder_documents",
