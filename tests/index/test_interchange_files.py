@@ -187,3 +187,16 @@ def test_an_export_never_replaces_a_foreign_folder(index, tmp_path):
     export_anserini(index, tmp_path / "ok", vocabulary=VOCAB)
     export_anserini(index, tmp_path / "ok", vocabulary=VOCAB)  # an earlier export is replaced
     assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["docs", "lsr-export.json"]
+
+
+def test_bm25_vocabulary_from_the_harness_vectors_file(tmp_path):
+    """The harness keeps BM25's analyzer vocabulary in the metadata of its document vectors file."""
+    from lsr.eval.bm25 import BM25Vectors
+    from lsr.vectors import save_vectors
+
+    fitted = BM25Vectors.fit(["the cats sat on mats", "a dog sat", "dogs and cats"])
+    save_vectors(tmp_path / "doc_vectors.npz", fitted.doc_vectors, ["x", "y", "z"],
+                 {"vocabulary": list(fitted.vocabulary)})
+    index = InvertedIndex.build(fitted.doc_vectors, ["x", "y", "z"], "float32")
+    export_seismic(index, tmp_path / "bm25.jsonl", vocabulary=tmp_path / "doc_vectors.npz")
+    assert read_jsonl(tmp_path / "bm25.jsonl")[1]["vector"].keys() == {"dog", "sat"}
