@@ -11,12 +11,17 @@ The planner estimates both costs from cheap statistics, in nanoseconds of this m
 - block-max bounds: DENSE_NS per (block, term) cell of a frequent query term's dense row, SPARSE_NS per
   block entry of a rare one, SCAN_NS per block for the scans over the bounds.
 
-If the bounds alone cost more than the exhaustive search, the query runs exhaustively. Otherwise block-max
-starts with a budget of BUDGET_FACTOR x the exhaustive estimate: once the candidate blocks are listed (the
-ones whose bound passes the threshold after the first, highest-bound blocks are scored), and then every
-few dozen scored blocks, the candidates still above the threshold times the average cost of a block
-scored so far (BLOCK_NS + BLOCK_POSTING_NS per posting) are compared with the budget; over it, the query
-is finished exhaustively (a flat bound distribution: most blocks would have to be scored anyway).
+A block costs BLOCK_NS + BLOCK_TERM_NS per query term (locating the term's postings in the block) +
+BLOCK_POSTING_NS per posting. Three checks, each against the exhaustive estimate (x BUDGET_FACTOR):
+
+1. before anything: the bounds plus the blocks that must hold k documents (ceil(k / block size) blocks at
+   the prior cost of a block) — else exhaustive;
+2. after the bounds, before any block is scored: the blocks whose bound passes the initial threshold (from
+   the per-term k-th largest levels) times the share of them block-max typically scores (grows with k)
+   — else block-max is abandoned and the query runs exhaustively;
+3. once the first, highest-bound blocks are scored and the candidates listed, and every few dozen blocks
+   after: the candidates still above the threshold times CANDIDATE_SHARE times the average cost of the
+   blocks scored so far — a flat bound distribution, where most blocks would have to be scored anyway.
 Either way the result is what the algorithm that produced it returns: with alpha = beta = 1 identical
 to exhaustive search (ids, scores, tie order).
 
@@ -40,22 +45,30 @@ PLAN_EXHAUSTIVE, PLAN_BLOCKMAX, PLAN_ABANDONED = 0, 1, 2  # abandoned: block-max
 PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "passing", "candidates", "blocks_scored",
                "postings_scored")
 
-# Cost model (nanoseconds; see the module doc).
-POSTING_NS = 1.7
-DOC_NS = 0.45
-DENSE_NS = 0.12
-SPARSE_NS = 1.5
-SCAN_NS = 1.0
-BLOCK_NS = 25.0
-BLOCK_TERM_NS = 30.0
-BLOCK_POSTING_NS = 2.5
+# Cost model (nanoseconds; see the module doc). Fitted by non-negative least squares to per-query CPU times
+# of both algorithms on the tuning rows of wiki-100k, wiki-625k-bm25 and wiki-1m-sim (k = 10 and 1000;
+# `scripts/bench_search.py --rows tune --calibrate`). The fit could not separate the dense-row bound cost
+# from the per-call constant; DENSE_NS and SCAN_NS are the cost of one vectorised multiply-add / compare.
+POSTING_NS = 1.78
+DOC_NS = 1.5
+DENSE_NS = 0.1
+SPARSE_NS = 23.0
+SCAN_NS = 0.5
+BLOCK_NS = 181.0
+BLOCK_TERM_NS = 42.0
+BLOCK_POSTING_NS = 4.4
 BUDGET_FACTOR = 1.0
-PASSING_SHARE = 0.3
-CANDIDATE_SHARE = 0.3
+# Shares of blocks block-max scores (medians on the tuning rows): of the blocks passing the initial threshold,
+# 0.047 at k = 10 and 0.33 at k = 1000 (PASSING_SHARE_10 x (k / 10) ^ PASSING_SHARE_EXPONENT); of the
+# candidates listed after the first blocks, 0.2 (the value that served both families and all three corpora
+# best when the planner's choices were replayed on the tuning measurements).
+PASSING_SHARE_10 = 0.047
+PASSING_SHARE_EXPONENT = 0.425
+CANDIDATE_SHARE = 0.2
 COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term", "block_posting", "budget",
-              "passing_share", "candidate_share")
+              "passing_share_10", "passing_share_exponent", "candidate_share")
 COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_TERM_NS, BLOCK_POSTING_NS,
-                  BUDGET_FACTOR, PASSING_SHARE, CANDIDATE_SHARE])
+                  BUDGET_FACTOR, PASSING_SHARE_10, PASSING_SHARE_EXPONENT, CANDIDATE_SHARE])
 
 # Automatic block size: balances the cost of bounds (one per block and frequent query term, so ~ n_docs /
 # block size) against the cost of scoring a block (~ block size x postings per document); calibrated so
@@ -112,8 +125,8 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
         limits[bk.LIMIT_BLOCK] = block_ns
         limits[bk.LIMIT_POSTING] = costs[7]
         limits[bk.LIMIT_PRIOR_BLOCK] = prior_block_ns
-        limits[bk.LIMIT_PASSING_SHARE] = costs[9]
-        limits[bk.LIMIT_CANDIDATE_SHARE] = costs[10]
+        limits[bk.LIMIT_PASSING_SHARE] = min(1.0, costs[9] * (k / 10.0) ** costs[10])
+        limits[bk.LIMIT_CANDIDATE_SHARE] = costs[11]
         count = bk.search_one(
             terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks, bm_max,
             bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base, fw_terms,
