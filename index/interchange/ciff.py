@@ -98,10 +98,11 @@ def export_ciff(index, path, vocabulary=None, model=None, description: str | Non
     index, vocab = export_source(index, vocabulary, model)
     postings = term_postings(index)
     levels, scale = postings.levels()
+    levels, docs = np.asarray(levels), np.asarray(postings.docs)  # plain views: memmap slicing is slow per term
     offsets = np.asarray(postings.offsets, dtype=np.int64)
     df = np.diff(offsets)
     terms = sorted((term for term in np.nonzero(df)[0].tolist()), key=vocab.tokens.__getitem__)
-    doc_lengths = np.bincount(np.asarray(postings.docs), weights=levels, minlength=postings.n_docs).astype(np.int64)
+    cf, doc_lengths = kernels.term_and_document_sums(offsets, docs, levels, postings.n_docs)
     total = int(doc_lengths.sum())
     if postings.n_docs >= 2**31 or len(terms) >= 2**31:
         raise ValueError("CIFF counts are int32: at most 2^31 - 1 documents and terms")
@@ -124,9 +125,8 @@ def export_ciff(index, path, vocabulary=None, model=None, description: str | Non
         _write_delimited(handle, header.SerializeToString())
         for term in terms:
             lo, hi = int(offsets[term]), int(offsets[term + 1])
-            term_levels = np.asarray(levels[lo:hi])
-            head = PostingsList(term=vocab.tokens[term], df=hi - lo, cf=int(term_levels.sum(dtype=np.int64)))
-            body = kernels.encode_postings(np.asarray(postings.docs[lo:hi]), term_levels)
+            head = PostingsList(term=vocab.tokens[term], df=hi - lo, cf=int(cf[term]))
+            body = kernels.encode_postings(docs[lo:hi], levels[lo:hi])
             payload = head.SerializeToString()
             handle.write(_varint(len(payload) + body.shape[0]))
             handle.write(payload)

@@ -51,6 +51,21 @@ def term_major_to_rows(offsets, docs, values, n_docs):
     return documents_slice(offsets, docs, values, cursor, n_docs, 0)
 
 
+@njit(cache=True)
+def term_and_document_sums(offsets, docs, levels, n_docs):
+    """Sum of the levels per term (CIFF's cf) and per document (its doclength), in one pass."""
+    vocab_size = offsets.shape[0] - 1
+    per_term = np.zeros(vocab_size, dtype=np.int64)
+    per_doc = np.zeros(n_docs, dtype=np.int64)
+    for t in range(vocab_size):
+        total = 0
+        for p in range(offsets[t], offsets[t + 1]):
+            total += levels[p]
+            per_doc[docs[p]] += levels[p]
+        per_term[t] = total
+    return per_term, per_doc
+
+
 # --- CIFF: protobuf wire format of PostingsList.postings (field 4, repeated Posting) ------------
 # A Posting is {docid = 1 (int32, the gap to the previous docid), tf = 2 (int32)}. Encoding follows
 # protobuf's canonical serialization (fields in number order, zero-valued fields omitted), so bytes

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from functools import cached_property
 from pathlib import Path
 
 
@@ -41,7 +42,7 @@ class Vocabulary:
         """Term id of `token`, or None when it is not in the vocabulary."""
         return self._ids.get(token)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """The tokenizer fingerprint this vocabulary would have (`lsr.encoder.tokenizer_fingerprint`)."""
         pairs = sorted(self._ids.items())

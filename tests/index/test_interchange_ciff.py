@@ -299,3 +299,33 @@ def test_reader_streams_records(exported):
         lists = list(reader.postings_lists())
         records = list(reader.doc_records())
     assert len(lists) == 10 and [r[1] for r in records] == ids(57)
+
+
+def test_neither_direction_holds_the_file_in_memory(tmp_path):
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    n_docs, vocab_size, per_doc = 8000, 20000, 150
+    indices = np.concatenate([np.sort(rng.choice(vocab_size, per_doc, replace=False)) for _ in range(n_docs)])
+    docs = sp.csr_matrix((rng.random(indices.shape[0]).astype(np.float32) + 0.01, indices,
+                          np.arange(0, indices.shape[0] + 1, per_doc)), shape=(n_docs, vocab_size))
+    tokens = load_vocabulary([f"t{i}" for i in range(vocab_size)])  # made outside the measure (O(vocabulary))
+    InvertedIndex.build(docs, ids(n_docs)).save(tmp_path / "index")
+    index = InvertedIndex.load(tmp_path / "index")  # memory-mapped
+    export_ciff(index, tmp_path / "warm.ciff", vocabulary=tokens)  # compile the kernels outside the measure
+    tracemalloc.start()
+    try:
+        export_ciff(index, tmp_path / "big.ciff", vocabulary=tokens)
+        exported_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        with CiffReader(tmp_path / "big.ciff") as reader:
+            n_postings = sum(docs_.shape[0] for _, _, docs_, _ in reader.postings_lists())
+            n_records = sum(1 for _ in reader.doc_records())
+        read_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    size = (tmp_path / "big.ciff").stat().st_size
+    assert n_postings == index.n_postings and n_records == n_docs and size > 8_000_000
+    # what stays is O(vocabulary) plus 1 MiB I/O buffers; holding the postings would take > 5 bytes each
+    bound = 2**21 + size / 10
+    assert exported_peak < bound and read_peak < bound, (exported_peak, read_peak, size)
