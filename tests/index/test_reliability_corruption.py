@@ -30,7 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+import tempfile
 from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "lsr-tests-hypothesis")  # nothing in the working tree
 
 from lsr.index import BlockMaxIndex, IndexFormatError, InvertedIndex
 from lsr.index.storage import manifest_checksum
