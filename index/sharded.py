@@ -210,16 +210,8 @@ class ShardedIndex:
                 per_shard_results = list(pool.map(run, self.shards))
         else:
             per_shard_results = [run(shard) for shard in self.shards]
-        merged = [self._merge([results[q] for results in per_shard_results], k) for q in range(batch.n_queries)]
+        merged = merge_results(per_shard_results, self.first_docs, k)
         return merged[0] if single else merged
-
-    def _merge(self, results: list[SearchResult], k: int) -> SearchResult:
-        scores = np.concatenate([r.scores for r in results])
-        numbers = np.concatenate([np.asarray(r.doc_numbers, dtype=np.int64) + first
-                                  for r, first in zip(results, self.first_docs)])
-        ids = [doc_id for r in results for doc_id in r.doc_ids]
-        order = np.lexsort((numbers, -scores))[:k]
-        return SearchResult([ids[i] for i in order], scores[order], numbers[order])
 
     # ---- storage ---------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -296,6 +288,26 @@ class ShardedIndex:
         if index.n_docs != manifest["n_docs"]:
             raise IndexFormatError(f"{folder}: {index.n_docs} documents in the shards, manifest says {manifest['n_docs']}")
         return index
+
+
+def merge_results(per_shard: list[list[SearchResult]], first_docs, k: int) -> list[SearchResult]:
+    """Per query, the top-k of every shard's top-k by (score descending, build-input position ascending);
+    shard i's document numbers are offset by `first_docs[i]`."""
+    merged = []
+    for q in range(len(per_shard[0]) if per_shard else 0):
+        results = [shard_results[q] for shard_results in per_shard]
+        scores = np.concatenate([r.scores for r in results])
+        numbers = np.concatenate([np.asarray(r.doc_numbers, dtype=np.int64) + first
+                                  for r, first in zip(results, first_docs)])
+        ids = [doc_id for r in results for doc_id in r.doc_ids]
+        order = np.lexsort((numbers, -scores))[:k]
+        merged.append(SearchResult([ids[i] for i in order], scores[order], numbers[order]))
+    return merged
+
+
+def read_sharded_manifest(path: str | os.PathLike) -> dict:
+    """The checked top manifest of a sharded index folder (shard folders, formats, document ranges)."""
+    return _read_manifest(Path(path))
 
 
 def _format_of(shard) -> str:

@@ -10,12 +10,17 @@ on every node, or the model object itself, which is shipped to the actors).
 
     ray start --head            # or nothing: without an address a local cluster is started
     lsr index --corpus passages.jsonl.gz --model ../shared/models/splade-tiny --output idx --ray [ADDRESS]
+
+`RayShardedIndex` searches a sharded index (`lsr.index.ShardedIndex` folder) with one Ray actor per shard
+(each opens its shard folder memory-mapped, on whichever node it runs: the folder must be readable there)
+and merges exactly as `ShardedIndex.search` does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from .streaming import Chunk, CorpusError, _record, load_model, splade_shard
 from .shards import ShardError
@@ -112,3 +117,63 @@ def _run_window(window, model, overrides, shards, batch_size, n_actors, cpus_per
     for row in dataset.iter_rows():
         chunk = by_number[int(row["number"])]
         _record(shards, chunk, bytes(row["data"]), json.loads(row["stats"]), bar)
+
+
+class _ShardSearcher:
+    """A Ray actor holding one index shard."""
+
+    def __init__(self, folder: str, threads: int):
+        import lsr.index
+
+        self.index = lsr.index.load(folder)
+        self.threads = threads
+
+    def n_docs(self) -> int:
+        return self.index.n_docs
+
+    def search(self, queries, k: int, options: dict):
+        return self.index.search(queries, k=k, threads=self.threads, **options)
+
+
+class RayShardedIndex:
+    """A sharded index folder searched by Ray actors, one per shard; results identical to `ShardedIndex.search`."""
+
+    def __init__(self, path, address: str | bool | None = None, threads_per_shard: int = 1):
+        import ray
+
+        from lsr.index import IndexFormatError
+        from lsr.index.sharded import read_sharded_manifest
+
+        manifest = read_sharded_manifest(path)
+        self.started = connect(address)
+        self.vocab_size = int(manifest["vocab_size"])
+        self.first_docs = [int(entry["first_doc"]) for entry in manifest["shards"]]
+        actor = ray.remote(num_cpus=threads_per_shard)(_ShardSearcher)
+        self.actors = [actor.remote(str(Path(path) / entry["folder"]), threads_per_shard) for entry in manifest["shards"]]
+        sizes = ray.get([a.n_docs.remote() for a in self.actors])
+        if sizes != [int(entry["n_docs"]) for entry in manifest["shards"]]:
+            self.close()
+            raise IndexFormatError(f"{path}: shard sizes {sizes} disagree with the manifest")
+
+    def search(self, query_vectors, k: int = 10, **options):
+        import ray
+        import scipy.sparse as sp
+
+        from lsr.index.queries import as_query_batch
+        from lsr.index.sharded import merge_results
+
+        batch, single = as_query_batch(query_vectors, self.vocab_size)
+        queries = sp.csr_matrix((batch.data, batch.indices, batch.indptr), shape=(batch.n_queries, self.vocab_size))
+        per_shard = ray.get([actor.search.remote(queries, k, options) for actor in self.actors])
+        merged = merge_results(per_shard, self.first_docs, k)
+        return merged[0] if single else merged
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+        if self.started:
+            ray.shutdown()
+            self.started = False

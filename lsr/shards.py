@@ -113,9 +113,10 @@ class VectorShards:
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
     def create_or_resume(cls, folder: str | os.PathLike, kind: str, identity: dict, shard_size: int,
-                         vocab_size: int | None, corpus: str) -> "VectorShards":
+                         vocab_size: int | None, corpus: str, model_name: str | None = None) -> "VectorShards":
         """Open `folder` for writing. An existing folder must have been written for the same kind, identity
-        (model and settings) and shard size, else it is refused (a resumed run never mixes vectors)."""
+        (model and settings) and shard size, else it is refused (a resumed run never mixes vectors).
+        `model_name` is recorded for the index built from the shards, not compared (a name is no identity)."""
         folder = Path(folder)
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -135,7 +136,7 @@ class VectorShards:
             raise ShardError(f"{folder} exists, is not empty and has no {MANIFEST}; refusing to write shards into it")
         folder.mkdir(parents=True, exist_ok=True)
         manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **settings, "corpus": corpus,
-                    "shards": {}, "finished": None}
+                    "model_name": model_name, "shards": {}, "finished": None}
         shards = cls(folder, manifest)
         shards._write_manifest()
         return shards

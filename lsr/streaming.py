@@ -301,7 +301,8 @@ def encode_corpus(corpus, model, folder, *, shard_size: int = DEFAULT_SHARD_SIZE
         _run_bm25(corpus, model, shards, limit, progress)
         return shards
     identity = model_identity(model, batch_size)
-    shards = VectorShards.create_or_resume(folder, "splade", identity, shard_size, int(model.vocab_size), corpus.name)
+    shards = VectorShards.create_or_resume(folder, "splade", identity, shard_size, int(model.vocab_size), corpus.name,
+                                           model_name=getattr(model, "name", None))
     total = _total(corpus, limit)
     bar = _progress(total, progress, f"encoding {Path(str(folder)).name}")
     todo = _pending_chunks(corpus, shards, shard_size, limit, bar)
@@ -504,15 +505,17 @@ def shard_batches(shards: VectorShards, numbers=None) -> Iterator[tuple[sp.csr_m
         yield (bm25.weights(vectors, extra["lengths"]) if bm25 is not None else vectors), ids
 
 
-def collection_info(shards: VectorShards) -> tuple[int, float, str | None, str | None]:
-    """(vocabulary size, largest weight, model name, vocabulary fingerprint) of a finished shard folder."""
+def collection_info(shards: VectorShards, largest_weight: bool = True) -> tuple[int, float | None, str | None, str | None]:
+    """(vocabulary size, largest weight, model name, vocabulary fingerprint) of a finished shard folder. BM25's
+    largest weight needs a pass over the shards (skipped, None, without `largest_weight`)."""
     if shards.kind == BM25Model.kind:
         bm25 = BM25Corpus(shards)
-        largest = max((float(v.data.max()) for v, _ in shard_batches(shards) if v.nnz), default=0.0)
+        largest = max((float(v.data.max()) for v, _ in shard_batches(shards) if v.nnz), default=0.0) \
+            if largest_weight else None
         return bm25.vocab_size, largest, "bm25", _vocabulary_fingerprint(bm25.vocabulary)
     identity = shards.manifest["identity"]
-    return shards.vocab_size, shards.max_weight(), identity.get("name") or identity.get("settings", {}).get(
-        "doc_tower", {}).get("source") or "sparse-model", identity.get("vocabulary")
+    name = shards.manifest.get("model_name") or identity.get("name")
+    return shards.vocab_size, shards.max_weight(), name, identity.get("vocabulary")
 
 
 def _vocabulary_fingerprint(vocabulary: dict[str, int]) -> str:
@@ -543,9 +546,11 @@ def build_index(shards, output, *, index: str = "inverted", quantization: str = 
         raise ValueError(f"index must be one of {INDEX_TYPES}, got {index!r}")
     if index == "blockmax" and quantization != "uint8":
         raise ValueError("block-max indexes store 8-bit weights (quantization='uint8')")
-    vocab_size, largest, name, fingerprint = collection_info(shards)
+    # shards of a sharded index share the collection's 8-bit scale; one builder finds it itself
+    shared_scale = quantization == "uint8" and n_shards > 1
+    vocab_size, largest, name, fingerprint = collection_info(shards, largest_weight=shared_scale)
     name = model_name or name
-    scale = quantization_scale(largest) if quantization == "uint8" else None
+    scale = quantization_scale(largest) if shared_scale else None
 
     def builder():
         if index == "inverted":

@@ -64,7 +64,8 @@ def run(args) -> int:
             shards = args.from_shards
         index = streaming.build_index(shards, args.output, index=args.index, quantization=args.quantization,
                                       n_shards=args.shards, block_size=args.block_size, progress=not args.no_progress)
-    print(f"indexed {index.n_docs} documents, {index.n_postings} postings -> {args.output} ({index.disk_bytes()} bytes)")
+    print(f"indexed {index.n_docs} documents, {index.n_postings} postings -> {args.output} ({index.disk_bytes()} bytes; "
+          f"{index.nbytes()} bytes of arrays in memory)")
     return 0
 
 
