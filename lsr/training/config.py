@@ -20,6 +20,10 @@ class ModelConfig:
     doc_gates: bool = False  # hard-concrete gates on document terms
     query_gates: bool = False
     gate_init: float = 0.9
+    sparse_grad: bool = True  # exact gradients through the max-pooled arg-max entries only (False: full backward)
+    # dropout probability of every dropout layer (None: the checkpoint's). 0 makes training-time sparsity equal
+    # to the saved model's, which target mode measures on training batches
+    dropout: float | None = None
 
 
 @dataclass
@@ -52,12 +56,21 @@ class TrainConfig:
         {"kind": "flops", "side": "query", "weight": 5e-4, "warmup_steps": 100},
         {"kind": "flops", "side": "doc", "weight": 3e-4, "warmup_steps": 100},
     ])
+    # sparsity targets instead of λs: the regularisers of the side (FLOPS: all) are weighted by weight × μ,
+    # μ adapted after every step until the batch value meets the target (lsr/training/targets.py)
+    target_doc_nnz: float | None = None
+    target_query_nnz: float | None = None
+    target_flops: float | None = None
+    target_rate: float = 0.05  # integral gain: μ's slow part changes by at most a factor e^rate per optimizer step
+    target_gain: float = 1.0  # proportional gain: μ × (measured / target)^gain on top, for damping
+    target_ramp_steps: int = 0  # the set point moves from the first batch's value to the target over these steps
     seed: int = 42
     max_steps: int = 200
     batch_size: int = 8  # queries per micro-batch
     grad_accumulation: int = 1
     lr: float = 2e-5
     gate_lr: float = 1e-2
+    gate_optimizer: str = "sgd"  # sgd | adam, for the hard-concrete gates' log α
     weight_decay: float = 0.01
     warmup_steps: int = 0
     max_grad_norm: float = 1.0

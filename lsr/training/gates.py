@@ -35,5 +35,22 @@ class HardConcreteGates(nn.Module):
         return self.sample() if self.training else self.deterministic()
 
     def expected_l0(self) -> torch.Tensor:
-        """Σ_j P(z_j ≠ 0) = Σ σ(log α − β log(−γ/ζ))."""
-        return torch.sigmoid(self.log_alpha - self.beta * math.log(-self.gamma / self.zeta)).sum()
+        """Σ_j P(z_j ≠ 0) = Σ σ(log α − β log(−γ/ζ)): expected open gates over the whole vocabulary."""
+        return self.open_probability().sum()
+
+    def open_probability(self) -> torch.Tensor:
+        """P(z_j ≠ 0) per term."""
+        return torch.sigmoid(self.log_alpha - self.beta * math.log(-self.gamma / self.zeta))
+
+    def expected_nnz(self, support: torch.Tensor) -> torch.Tensor:
+        """Expected non-zeros per text, averaged over texts: mean_i Σ_j P(z_j ≠ 0) · support_ij.
+
+        `support[i, j]` says text i's max logit of term j is > 0, i.e. the term is non-zero unless its gate
+        closes. The gradient on log α_j is proportional to the fraction of texts that use term j: gates of
+        frequent terms are pushed hardest (an L0 analogue of FLOPS), gates of unused terms not at all.
+        """
+        return (support.to(self.log_alpha.dtype) @ self.open_probability()).mean()
+
+    def test_time_nnz(self, support: torch.Tensor) -> float:
+        """Average non-zeros per text with the test-time gates (what the saved model will produce)."""
+        return float((support & (self.deterministic() > 0)).sum(dim=1).float().mean())

@@ -49,10 +49,11 @@ class KLDistillationLoss(nn.Module):
 
 
 def minmax_per_query(scores: torch.Tensor) -> torch.Tensor:
-    """Scale each row to [0, 1]; a constant row becomes all zeros."""
+    """Scale each row to [0, 1]; a constant row becomes all ones (`lsr.eval.fusion.min_max`'s rule: each is the best)."""
     low = scores.min(dim=1, keepdim=True).values
     span = scores.max(dim=1, keepdim=True).values - low
-    return (scores - low) / span.where(span > 0, torch.ones_like(span))
+    scaled = (scores - low) / span.where(span > 0, torch.ones_like(span))
+    return scaled.where(span > 0, torch.ones_like(scaled))
 
 
 def ensemble_teacher_scores(teacher_scores: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor:

@@ -1,14 +1,12 @@
 """Trainable SPLADE models: siamese (shared or separate towers) and inference-free (doc tower + query table).
 
-Saved folders are what the engine loads: the document tower as a Hugging Face masked-LM checkpoint with
-its tokenizer and `lsr_config.json`; a separate query tower under `query_encoder/`; an inference-free
-model's query table as `idf.json`. Hard-concrete gates are folded into the vocabulary projection on save.
+Saved folders are written by `lsr.SparseModel.save_pretrained` (a sentence-transformers `SparseEncoder`
+folder plus `lsr_config.json`), so the engine and sentence-transformers load them. Hard-concrete gates are
+folded into the vocabulary projection on save.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -18,13 +16,11 @@ from torch import nn
 from transformers import AutoModelForMaskedLM
 
 from lsr.activations import get_activation
-from lsr.encoder import LSR_CONFIG, load_tokenizer
-from lsr.inference_free import InferenceFreeQueryEncoder
-from lsr.mlm import masked_max_logits, split_masked_lm
+from lsr.encoder import load_tokenizer
+from lsr.mlm import split_masked_lm
 
 from .gates import HardConcreteGates
-
-QUERY_SUBFOLDER = "query_encoder"
+from .sparse_grad import pooled_relu_logits
 
 
 class SpladeTower(nn.Module):
@@ -35,7 +31,8 @@ class SpladeTower(nn.Module):
     exact zero, and an open gate (z = 1) leaves the weight unchanged.
     """
 
-    def __init__(self, mlm, tokenizer, activation: str = "log1p_relu", gates: bool = False, gate_init: float = 0.9):
+    def __init__(self, mlm, tokenizer, activation: str = "log1p_relu", gates: bool = False, gate_init: float = 0.9,
+                 sparse_grad: bool = True):
         super().__init__()
         self.mlm = mlm
         self.tokenizer = tokenizer
@@ -43,21 +40,32 @@ class SpladeTower(nn.Module):
         self.activation = get_activation(activation)
         vocab = mlm.get_output_embeddings().weight.shape[0]
         self.gates = HardConcreteGates(vocab, init_open=gate_init) if gates else None
+        # exact gradients through the arg-max entries only (`sparse_grad.py`); False: the full logits' backward
+        self.sparse_grad = sparse_grad
 
     @classmethod
     def from_pretrained(cls, path, **kwargs) -> "SpladeTower":
         return cls(AutoModelForMaskedLM.from_pretrained(str(path)), load_tokenizer(path), **kwargs)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        pooled = torch.relu(masked_max_logits(self.mlm, input_ids, attention_mask, screen_bf16=False))
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """ReLU(max_p l[p, j]) before the gates: > 0 exactly where a term can be non-zero."""
+        return pooled_relu_logits(self.mlm, input_ids, attention_mask, sparse_grad=self.sparse_grad)
+
+    def weights(self, pooled: torch.Tensor) -> torch.Tensor:
         if self.gates is not None:
             pooled = pooled * self.gates()
         return self.activation(pooled)
 
-    def encode(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.weights(self.pooled(input_ids, attention_mask))
+
+    def encode_pooled(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         device = next(self.parameters()).device
         features = self.tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        return self(features["input_ids"].to(device), features["attention_mask"].to(device))
+        return self.pooled(features["input_ids"].to(device), features["attention_mask"].to(device))
+
+    def encode(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        return self.weights(self.encode_pooled(texts, max_length))
 
     def fold_gates(self):
         """A copy of the masked-LM with the test-time gates multiplied into the decoder rows and bias."""
@@ -77,11 +85,11 @@ class SpladeTower(nn.Module):
         mlm.config.tie_word_embeddings = False
         return mlm
 
-    def save(self, folder: Path, settings: dict) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.fold_gates().save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        (folder / LSR_CONFIG).write_text(json.dumps({"activation": self.activation_name, **settings}, indent=2))
+    def engine_tower(self):
+        """The engine's view of this tower (`lsr.encoder.MLMTower`), gates folded into the decoder, on the CPU."""
+        from lsr.encoder import MLMTower
+
+        return MLMTower(self.fold_gates(), self.tokenizer, self.activation_name, device="cpu")
 
 
 def _copy_module(module):
@@ -112,13 +120,12 @@ class SiameseSplade(nn.Module):
         return self.doc_tower.encode(texts, max_length)
 
     def save(self, folder, query_max_length: int, doc_max_length: int) -> Path:
-        folder = Path(folder)
-        settings = {"query_max_length": query_max_length, "doc_max_length": doc_max_length,
-                    "query_side": "shared" if self.shared else QUERY_SUBFOLDER}
-        self.doc_tower.save(folder, settings)
-        if not self.shared:
-            self.query_tower.save(folder / QUERY_SUBFOLDER, {**settings, "query_side": "self"})
-        return folder
+        """Write the model as `lsr.SparseModel` saves it (sentence-transformers layout + lsr_config.json)."""
+        from lsr.model import Settings, SparseModel
+
+        doc = self.doc_tower.engine_tower()
+        query = None if self.shared else self.query_tower.engine_tower()
+        return SparseModel(doc, query, Settings(query_max_length, doc_max_length)).save_pretrained(folder)
 
 
 class InferenceFreeModel(nn.Module):
@@ -153,31 +160,18 @@ class InferenceFreeModel(nn.Module):
         return self.doc_tower.encode(texts, max_length)
 
     def save(self, folder, query_max_length: int, doc_max_length: int) -> Path:
-        folder = Path(folder)
-        settings = {"query_max_length": query_max_length, "doc_max_length": doc_max_length, "query_side": "inference_free"}
-        self.doc_tower.save(folder, settings)
+        """Write the model as `lsr.SparseModel` saves it: the document tower and the query table (specials at 0)."""
+        from lsr.inference_free import QueryTable
+        from lsr.model import Settings, SparseModel
+
         weights = torch.relu(self.query_weights).detach().cpu().numpy().astype(np.float32)
-        InferenceFreeQueryEncoder(self.tokenizer, weights, max_length=query_max_length).save(folder)
-        return folder
+        weights[self.special_ids.cpu().numpy()] = 0.0
+        table = QueryTable(self.tokenizer, weights, "trained query table")
+        return SparseModel(self.doc_tower.engine_tower(), table, Settings(query_max_length, doc_max_length)).save_pretrained(folder)
 
 
 def corpus_idf(tokenizer, texts: Sequence[str]) -> torch.Tensor:
-    """The BM25 / Lucene IDF over `texts`, the same table `InferenceFreeQueryEncoder.from_corpus` builds."""
-    return torch.from_numpy(InferenceFreeQueryEncoder.from_corpus(tokenizer, texts).weights.copy())
+    """The BM25 / Lucene IDF over `texts`, the table `lsr.inference_free.QueryTable.from_corpus` builds."""
+    from lsr.inference_free import QueryTable
 
-
-def load_engine_encoders(folder: str | os.PathLike, **kwargs):
-    """(document encoder, query encoder) of a saved model, as the engine's search-time classes."""
-    from lsr.encoder import SpladeEncoder
-
-    folder = Path(folder)
-    settings = json.loads((folder / LSR_CONFIG).read_text())
-    doc_encoder = SpladeEncoder.from_pretrained(folder, **kwargs)
-    side = settings.get("query_side", "shared")
-    if side == "inference_free":
-        query_encoder = InferenceFreeQueryEncoder.from_pretrained(folder, max_length=settings.get("query_max_length", 64))
-    elif side == QUERY_SUBFOLDER:
-        query_encoder = SpladeEncoder.from_pretrained(folder / QUERY_SUBFOLDER, **kwargs)
-    else:
-        query_encoder = doc_encoder
-    return doc_encoder, query_encoder
+    return torch.from_numpy(QueryTable.from_corpus(tokenizer, texts).weights.copy())

@@ -16,8 +16,10 @@ from ..files import atomic_path
 from .config import TrainConfig
 from .data import batches, beir_records, mine_negatives, read_jsonl_records
 from .losses import LOSSES, ensemble_teacher_scores
-from .models import InferenceFreeModel, SiameseSplade, SpladeTower, corpus_idf, load_engine_encoders
+from .engine import evaluate_saved, load_model
+from .models import InferenceFreeModel, SiameseSplade, SpladeTower, corpus_idf
 from .regularizers import REGULARIZERS, quadratic_warmup
+from .targets import target_multipliers
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -33,7 +35,11 @@ def build_tower(cfg: TrainConfig, gates: bool) -> SpladeTower:
         mlm = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), **m.random_init))
     else:
         mlm = AutoModelForMaskedLM.from_pretrained(m.path)
-    return SpladeTower(mlm, tokenizer, m.activation, gates=gates, gate_init=m.gate_init)
+    if m.dropout is not None:
+        for module in mlm.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = m.dropout
+    return SpladeTower(mlm, tokenizer, m.activation, gates=gates, gate_init=m.gate_init, sparse_grad=m.sparse_grad)
 
 
 def build_model(cfg: TrainConfig, idf: torch.Tensor | None):
@@ -74,18 +80,18 @@ class SparseTeacher:
     """Dot products of a saved sparse model's vectors (the engine's encoders)."""
 
     def __init__(self, path: str, device: str):
-        self.doc_encoder, self.query_encoder = load_engine_encoders(path, device=device, show_progress=False)
+        self.model = load_model(path, device)
 
     def __call__(self, queries, docs, group: int) -> torch.Tensor:
-        q = self.query_encoder.encode_queries(queries)
-        d = self.doc_encoder.encode_documents(docs)
+        q = self.model.encode_queries(queries)
+        d = self.model.encode_documents(docs)
         rows = [(q[i] @ d[i * group : (i + 1) * group].T).toarray().ravel() for i in range(len(queries))]
         return torch.from_numpy(np.stack(rows)).float()
 
 
-def flops_estimate(q: torch.Tensor, d: torch.Tensor) -> float:
+def flops_estimate(q_nonzero: torch.Tensor, d_nonzero: torch.Tensor) -> float:
     """Σ_j p_j^(q) p_j^(d): expected multiply-adds per query–document pair in this batch."""
-    return float(((q > 0).float().mean(0) * (d > 0).float().mean(0)).sum())
+    return float((q_nonzero.float().mean(0) * d_nonzero.float().mean(0)).sum())
 
 
 class Trainer:
@@ -105,17 +111,35 @@ class Trainer:
         self.model = build_model(cfg, idf).to(self.device)
         self.losses = [(spec.get("weight", 1.0), spec["name"], LOSSES[spec["name"]](**_args(spec, "name", "weight")))
                        for spec in cfg.losses]
+        self.targets = target_multipliers({"target_doc_nnz": cfg.target_doc_nnz, "target_query_nnz": cfg.target_query_nnz,
+                                           "target_flops": cfg.target_flops}, cfg.target_rate, cfg.target_ramp_steps,
+                                          cfg.target_gain)
         self.regs = [self._regularizer(spec, idf) for spec in cfg.regularizers]
+        for target in self.targets:
+            driven = [r for r in self.regs if target.side_applies(r["side"])]
+            if not driven:
+                raise ValueError(f"{target.setting}: no regulariser to drive (add one on that side)")
+            for reg in driven:
+                if reg["warmup"]:
+                    raise ValueError(f"{target.setting} drives {reg['name']}: set its warmup_steps to 0 "
+                                     "(the multiplier rises from the configured weight on its own)")
         self.teachers = self._teachers()
-        gate_params = [p for n, p in self.model.named_parameters() if "log_alpha" in n]
-        other = [p for n, p in self.model.named_parameters() if "log_alpha" not in n and p.requires_grad]
-        groups = [{"params": other, "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
-        if gate_params:
-            groups.append({"params": gate_params, "lr": cfg.gate_lr, "weight_decay": 0.0})
-        self.optimizer = torch.optim.AdamW(groups)
+        self.gate_params = [p for n, p in self.model.named_parameters() if "log_alpha" in n]
+        self.params = [p for n, p in self.model.named_parameters() if "log_alpha" not in n and p.requires_grad]
+        self.optimizers = [torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)]
+        if self.gate_params:
+            # SGD: a gate moves in proportion to its gradient, so λ sets how fast gates close; Adam moves every
+            # gate ≈ gate_lr per step whatever λ is (the penalty's scale is normalised away)
+            if cfg.gate_optimizer == "sgd":
+                self.optimizers.append(torch.optim.SGD(self.gate_params, lr=cfg.gate_lr))
+            elif cfg.gate_optimizer == "adam":
+                self.optimizers.append(torch.optim.Adam(self.gate_params, lr=cfg.gate_lr))
+            else:
+                raise ValueError(f"gate_optimizer must be sgd or adam, got {cfg.gate_optimizer!r}")
         warm = max(cfg.warmup_steps, 1)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1 - s / max(cfg.max_steps, 1)))
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1 - s / max(cfg.max_steps, 1)))
+            for optimizer in self.optimizers]
         self.step = 0
         self.best = -math.inf
         self.history: list[dict] = []
@@ -151,7 +175,9 @@ class Trainer:
             # the inference-free score already carries idf into the ranking gradient
             module = REGULARIZERS[kind](None if self.cfg.model.kind == "inference_free" else idf)
         elif kind == "l0_mask":
-            module = REGULARIZERS[kind](spec.get("threshold", 150))
+            # towards a document target, penalise the documents above it (Shen et al.: a fixed 150)
+            default = self.cfg.target_doc_nnz if side == "doc" and self.cfg.target_doc_nnz else 150
+            module = REGULARIZERS[kind](int(spec.get("threshold", default)))
         else:
             module = REGULARIZERS[kind]()
         if side == "query" and self.cfg.model.kind == "inference_free":
@@ -166,11 +192,35 @@ class Trainer:
         kinds = {"dense": DenseTeacher, "sparse": SparseTeacher}
         return [(t.get("weight", 1.0), kinds[t["kind"]](t["path"], self.device)) for t in spec]
 
+    def _encode(self, side: str, texts):
+        """(weights, nonzero, support) of one side's texts.
+
+        `support[i, j]`: text i's max logit of term j is > 0 (non-zero unless a gate closes it);
+        `nonzero`: non-zero in the saved model (test-time gates), what the sparsity statistics count.
+        """
+        m, d = self.model, self.cfg.data
+        if side == "query" and m.inference_free:
+            w = m.encode_queries(texts, d.query_max_length)
+            return w, w > 0, w > 0
+        tower = m.doc_tower if side == "doc" else m.query_tower
+        pooled = tower.encode_pooled(texts, d.doc_max_length if side == "doc" else d.query_max_length)
+        support = pooled.detach() > 0
+        nonzero = support if tower.gates is None else support & (tower.gates.deterministic().detach() > 0)
+        return tower.weights(pooled), nonzero, support
+
+    def reg_weight(self, reg: dict, step: int) -> float:
+        """λ of a regulariser at optimizer step `step`: warm-up × the multipliers of the targets driving it."""
+        weight = quadratic_warmup(reg["weight"], step, reg["warmup"])
+        for target in self.targets:
+            if target.side_applies(reg["side"]):
+                weight *= target.value
+        return weight
+
     def compute(self, batch: dict, step: int):
         """(total loss, {part: value}, stats) of one micro-batch at optimizer step `step`."""
-        m, d = self.model, self.cfg.data
-        q = m.encode_queries(batch["queries"], d.query_max_length)
-        docs = m.encode_documents(batch["docs"], d.doc_max_length)
+        m = self.model
+        q, q_nonzero, q_support = self._encode("query", batch["queries"])
+        docs, d_nonzero, d_support = self._encode("doc", batch["docs"])
         n_q, group = q.shape[0], batch["group_size"]
         parts = {}
         all_scores = q @ docs.T
@@ -190,18 +240,18 @@ class Trainer:
             parts[name] = value
             total = total + weight * value
         for reg in self.regs:
-            weight = quadratic_warmup(reg["weight"], step, reg["warmup"])
             if reg["kind"] == "hard_concrete":
                 tower = m.doc_tower if reg["side"] == "doc" else m.query_tower
                 if tower.gates is None:
                     raise ValueError(f"hard_concrete on {reg['side']}: enable model.{reg['side']}_gates")
-                value = tower.gates.expected_l0()
+                # the expected number of non-zeros per text of that side
+                value = tower.gates.expected_nnz(d_support if reg["side"] == "doc" else q_support)
             else:
                 value = reg["module"](docs if reg["side"] == "doc" else q)
             parts[reg["name"]] = value
-            total = total + weight * value
-        stats = {"q_nnz": float((q > 0).sum(1).float().mean()), "d_nnz": float((docs > 0).sum(1).float().mean()),
-                 "flops": flops_estimate(q.detach(), docs.detach())}
+            total = total + self.reg_weight(reg, step) * value
+        stats = {"q_nnz": float(q_nonzero.sum(1).float().mean()), "d_nnz": float(d_nonzero.sum(1).float().mean()),
+                 "flops": flops_estimate(q_nonzero, d_nonzero)}
         return total, {k: float(v.detach()) for k, v in parts.items()}, stats
 
     def train(self, stop_at: int | None = None) -> dict:
@@ -217,7 +267,8 @@ class Trainer:
         last = stop_at if stop_at is not None else cfg.max_steps
         self.model.train()
         while self.step < min(last, cfg.max_steps):
-            self.optimizer.zero_grad(set_to_none=True)
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
             logged: dict = {}
             for _ in range(cfg.grad_accumulation):
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
@@ -227,10 +278,13 @@ class Trainer:
                 (total / cfg.grad_accumulation).backward()
                 for key, value in {"loss": float(total.detach()), **parts, **stats}.items():
                     logged[key] = logged.get(key, 0.0) + value / cfg.grad_accumulation
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
+            if cfg.max_grad_norm:  # the network's gradients; the gates' are λ-scaled on purpose
+                torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+            for optimizer, scheduler in zip(self.optimizers, self.schedulers):
+                optimizer.step()
+                scheduler.step()
+            for target in self.targets:
+                logged[f"{target.setting}_multiplier"] = target.update(logged[target.metric], self.step)
             self.step += 1
             self.history.append({"step": self.step, **logged})
             progress.update(1)
@@ -257,7 +311,6 @@ class Trainer:
         if not cfg.eval_dataset:
             return None
         from lsr.eval import load_dataset
-        from lsr.eval.pipeline import evaluate_sparse
 
         dataset = load_dataset(cfg.eval_dataset, cfg.eval_split)
         if cfg.eval_max_queries is not None:
@@ -265,8 +318,7 @@ class Trainer:
             dataset.queries = {q: dataset.queries[q] for q in keep}
             dataset.qrels = {q: dataset.qrels[q] for q in keep}
         folder = self.save_model(self.out / "last_eval")
-        doc_encoder, query_encoder = load_engine_encoders(folder, device=self.device, show_progress=False)
-        result = evaluate_sparse(doc_encoder, dataset, query_encoder=query_encoder, k=100).result
+        result = evaluate_saved(folder, dataset, k=100, device=self.device).result
         score = result["metrics"]["nDCG@10"]
         self.model.train()
         entry = {"step": self.step, "dev_ndcg@10": score, **result["efficiency"]}
@@ -283,11 +335,12 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         state = {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
             "step": self.step,
             "best": self.best,
             "history": self.history,
+            "targets": [target.state_dict() for target in self.targets],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -297,9 +350,16 @@ class Trainer:
     def _load_checkpoint(self) -> None:
         state = torch.load(self.out / CHECKPOINT, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
         self.step, self.best, self.history = state["step"], state["best"], state["history"]
+        saved = state.get("targets", [])
+        if len(saved) != len(self.targets):
+            raise ValueError(f"{self.out / CHECKPOINT}: trained with {len(saved)} sparsity targets, the config has {len(self.targets)}")
+        for target, target_state in zip(self.targets, saved):
+            target.load_state_dict(target_state)
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

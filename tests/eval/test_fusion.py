@@ -37,3 +37,15 @@ def test_min_max_constant_and_errors():
 
 def test_truncate():
     assert truncate(A, 2)["q"] == {"d1": 3.0, "d2": 2.0}
+
+
+def test_one_min_max_rule_for_fusion_and_teacher_ensembles():
+    """Fusion and the training teacher ensemble normalise per query by the same rule (a constant row is 1)."""
+    torch = pytest.importorskip("torch")
+    from lsr.training.losses import minmax_per_query
+
+    rows = [[1.0, 3.0, 2.0], [5.0, 5.0, 5.0], [-2.0, 0.0, 7.5]]
+    ours = minmax_per_query(torch.tensor(rows)).tolist()
+    for row, got in zip(rows, ours):
+        expected = min_max({f"d{i}": v for i, v in enumerate(row)})
+        assert got == pytest.approx([expected[f"d{i}"] for i in range(len(row))])

@@ -39,7 +39,7 @@ def test_kl_averages_over_queries():
 
 def test_minmax_and_ensemble():
     a = torch.tensor([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])
-    assert torch.allclose(minmax_per_query(a), torch.tensor([[0.0, 1.0, 0.5], [0.0, 0.0, 0.0]]))
+    assert torch.allclose(minmax_per_query(a), torch.tensor([[0.0, 1.0, 0.5], [1.0, 1.0, 1.0]]))
     b = torch.tensor([[10.0, 0.0, 20.0], [1.0, 2.0, 3.0]])
     combined = ensemble_teacher_scores([a, b], [1.0, 3.0])
     expected = (minmax_per_query(a) + 3 * minmax_per_query(b)) / 4

@@ -74,9 +74,9 @@ def test_short_run_lowers_loss_and_flops_reduces_doc_nnz(tmp_path, records_file,
 
 
 def test_hard_concrete_gates_close_terms_and_export_exact_zeros(tmp_path, records_file, splade_tiny_path):
-    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=15, gate_lr=0.5,
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=15, gate_lr=10.0,
                       model={"doc_gates": True, "query_gates": True, "gate_init": 0.5},
-                      regularizers=[{"kind": "hard_concrete", "side": "doc", "weight": 1e-3}])
+                      regularizers=[{"kind": "hard_concrete", "side": "doc", "weight": 1.0}])
     trainer = Trainer(cfg)
     start = float(trainer.model.doc_tower.gates.expected_l0().detach())
     trainer.train()
@@ -95,9 +95,13 @@ def test_hard_concrete_gates_close_terms_and_export_exact_zeros(tmp_path, record
 
 
 def test_resume_reproduces_uninterrupted_run(tmp_path, records_file, splade_tiny_path):
-    straight = Trainer(tiny_config(tmp_path / "a", records_file, splade_tiny_path, max_steps=6, grad_accumulation=2))
+    # with a sparsity target and SGD-trained gates, so the multiplier's and the second optimizer's state resume too
+    run = {"max_steps": 6, "grad_accumulation": 2, "target_doc_nnz": 100, "target_ramp_steps": 4,
+           "model": {"doc_gates": True, "query_gates": True},
+           "regularizers": [{"kind": "flops", "side": "doc", "weight": 1e-3}, {"kind": "hard_concrete", "side": "doc", "weight": 1e-3}]}
+    straight = Trainer(tiny_config(tmp_path / "a", records_file, splade_tiny_path, **run))
     straight.train()
-    interrupted = tiny_config(tmp_path / "b", records_file, splade_tiny_path, max_steps=6, grad_accumulation=2, save_every=3)
+    interrupted = tiny_config(tmp_path / "b", records_file, splade_tiny_path, save_every=3, **run)
     Trainer(interrupted).train(stop_at=3)
     resumed = Trainer(interrupted)
     resumed.train()
@@ -105,6 +109,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, records_file, splade_tiny
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    assert resumed.targets[0].value == pytest.approx(straight.targets[0].value, rel=1e-6)
+    assert resumed.targets[0].start == straight.targets[0].start
 
 
 def test_inference_free_model_exports_idf_query_encoder(tmp_path, records_file, splade_tiny_path):
@@ -200,3 +206,75 @@ def test_separate_query_tower_is_saved_and_loaded(tmp_path, records_file, splade
     with torch.no_grad():
         expected = trainer.model.encode_queries(["cancer vitamin"], 16).numpy()
     np.testing.assert_allclose(model.encode_queries(["cancer vitamin"]).toarray(), expected, atol=1e-5)
+
+
+def _last_batches_sparsity(trainer, cfg, n: int = 10):
+    """Eval-mode (saved-model) doc nnz and batch FLOPS over the documents of the run's last `n` batches."""
+    from itertools import islice
+
+    from lsr.training.data import batches
+    from lsr.training.trainer import flops_estimate
+
+    last = list(islice(batches(trainer.source, cfg.batch_size, cfg.data.n_negatives, cfg.seed, cfg.data.shuffle_buffer,
+                               start=cfg.max_steps - n), n))
+    trainer.model.eval()
+    nnz, flops = [], []
+    with torch.no_grad():
+        for batch in last:
+            d = trainer.model.encode_documents(batch["docs"], cfg.data.doc_max_length) > 0
+            q = trainer.model.encode_queries(batch["queries"], cfg.data.query_max_length) > 0
+            nnz.append(float(d.sum(1).float().mean()))
+            flops.append(flops_estimate(q, d))
+    return float(np.mean(nnz)), float(np.mean(flops))
+
+
+TARGET_RUN = {"max_steps": 100, "batch_size": 8, "lr": 6e-4, "target_rate": 0.15, "target_gain": 1.0,
+              "target_ramp_steps": 30, "model": {"dropout": 0.0}}
+
+
+def _target_trainer(tmp_path, records_file, splade_tiny_path, **overrides):
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, **{**TARGET_RUN, **overrides})
+    trainer = Trainer(cfg)
+    with torch.no_grad():  # start near a trained SPLADE's sparsity (≈ 190 doc non-zeros), not at half the vocabulary
+        trainer.model.doc_tower.mlm.cls.predictions.bias.fill_(-0.35)
+    return cfg, trainer
+
+
+@pytest.mark.parametrize("kind", ["flops", "hard_concrete"])
+def test_target_doc_nnz_is_met_within_ten_percent(tmp_path, records_file, splade_tiny_path, kind):
+    model = {"dropout": 0.0}
+    if kind == "hard_concrete":
+        model.update(doc_gates=True, query_gates=True, gate_init=0.5)
+    cfg, trainer = _target_trainer(tmp_path, records_file, splade_tiny_path, target_doc_nnz=64, gate_lr=10.0, model=model,
+                                   regularizers=[{"kind": kind, "side": "doc", "weight": 0.1}])
+    start, _ = _last_batches_sparsity(trainer, cfg)
+    trainer.model.train()
+    history = [h for h in trainer.train()["history"] if "loss" in h]
+    nnz, _ = _last_batches_sparsity(trainer, cfg)
+    assert start > 150
+    assert abs(nnz - 64) <= 6.4, f"{kind}: {start:.0f} → {nnz:.1f} document non-zeros, target 64"
+    multipliers = [h["target_doc_nnz_multiplier"] for h in history]
+    assert max(multipliers) > 5  # the multiplier did the work, not the configured weight
+
+
+def test_target_flops_is_met_within_ten_percent(tmp_path, records_file, splade_tiny_path):
+    cfg, trainer = _target_trainer(tmp_path, records_file, splade_tiny_path, target_flops=15.0,
+                                   regularizers=[{"kind": "flops", "side": "doc", "weight": 0.1},
+                                                 {"kind": "flops", "side": "query", "weight": 0.1}])
+    _, start = _last_batches_sparsity(trainer, cfg)
+    trainer.model.train()
+    trainer.train()
+    _, flops = _last_batches_sparsity(trainer, cfg)
+    assert start > 30
+    assert abs(flops - 15.0) <= 1.5, f"batch FLOPS {start:.1f} → {flops:.2f}, target 15"
+
+
+def test_target_settings_are_checked(tmp_path, records_file, splade_tiny_path):
+    with pytest.raises(ValueError, match="no regulariser"):
+        Trainer(tiny_config(tmp_path, records_file, splade_tiny_path, target_query_nnz=10))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        Trainer(tiny_config(tmp_path, records_file, splade_tiny_path, target_doc_nnz=10,
+                            regularizers=[{"kind": "flops", "side": "doc", "weight": 1e-3, "warmup_steps": 5}]))
+    trainer = Trainer(tiny_config(tmp_path, records_file, splade_tiny_path, target_doc_nnz=40,
+                                  regularizers=[{"kind": "l0_mask", "side": "doc", "weight": 1e-3}]))
+    assert trainer.regs[0]["module"].threshold == 40  # ℓ0 mask towards a target penalises the documents above it
