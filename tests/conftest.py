@@ -53,3 +53,10 @@ def irds_home():
     import ir_datasets
 
     return ir_datasets.util.home_path()
+
+
+@pytest.fixture(scope="session")
+def encodings_cache(tmp_path_factory):
+    """One evaluation-harness cache for the whole test session: each (model, corpus) is encoded once,
+    whichever test needs it first (NFCorpus with splade-tiny takes minutes on 2 cores)."""
+    return tmp_path_factory.mktemp("harness-cache")

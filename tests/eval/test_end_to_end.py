@@ -10,20 +10,25 @@ from lsr.vectors import load_vectors
 
 
 @pytest.fixture(scope="module")
-def nfcorpus_float32(splade_tiny, beir_mirror_path, tmp_path_factory):
+def nfcorpus_float32(splade_tiny, beir_mirror_path, encodings_cache, tmp_path_factory):
     dataset = load_dataset(beir_mirror_path / "nfcorpus", "test")
-    cache, out = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("nfcorpus")
-    return dataset, cache, out, evaluate_model(splade_tiny, dataset, quantization="float32", cache_dir=cache, out_dir=out)
+    out = tmp_path_factory.mktemp("nfcorpus")
+    evaluation = evaluate_model(splade_tiny, dataset, quantization="float32", cache_dir=encodings_cache, out_dir=out)
+    return dataset, encodings_cache, out, evaluation
 
 
-def cached_doc_vectors(cache):
-    [file] = cache.glob("doc_encodings/*/doc_vectors.npz")  # encoded once, by the fixture's evaluation
-    return load_vectors(file)
+def cached_doc_vectors(cache, dataset):
+    """The harness's cached encoding of `dataset`'s corpus (encoded once per test session)."""
+    for file in cache.glob("doc_encodings/*/doc_vectors.npz"):
+        vectors, ids, meta = load_vectors(file)
+        if ids == list(dataset.corpus):
+            return vectors, ids, meta
+    raise AssertionError(f"no cached encoding of {dataset.name}")
 
 
 def test_index_equals_exhaustive_scoring(nfcorpus_float32, splade_tiny):
     dataset, cache, out, evaluation = nfcorpus_float32
-    doc_vectors, doc_ids, _ = cached_doc_vectors(cache)
+    doc_vectors, doc_ids, _ = cached_doc_vectors(cache, dataset)
     query_ids = list(dataset.queries)
     reference = exhaustive_search(evaluation.query_vectors, doc_vectors, doc_ids, k=1000)
     reference_run = run_from_results(query_ids, reference)
@@ -51,7 +56,7 @@ def test_8bit_index_within_tolerance(nfcorpus_float32, splade_tiny):
 @pytest.mark.parametrize("block_size", [8, 32])
 def test_block_max_safe_search_equals_exhaustive(nfcorpus_float32, block_size):
     dataset, cache, out, evaluation = nfcorpus_float32
-    doc_vectors, doc_ids, _ = cached_doc_vectors(cache)
+    doc_vectors, doc_ids, _ = cached_doc_vectors(cache, dataset)
     exact = InvertedIndex.build(doc_vectors, doc_ids, "uint8")
     index = BlockMaxIndex.build(doc_vectors, doc_ids, block_size=block_size)
     for k in (10, 1000):

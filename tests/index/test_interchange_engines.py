@@ -17,12 +17,6 @@ from lsr.index.interchange import (export_anserini, export_anserini_queries, exp
 from lsr.vectors import load_vectors
 
 
-@pytest.fixture(scope="session")
-def encodings_cache(tmp_path_factory):
-    """One harness cache for the session: each (model, corpus) is encoded once."""
-    return tmp_path_factory.mktemp("harness-cache")
-
-
 class Corpus:
     """A BEIR test split encoded with splade-tiny: our 8-bit exhaustive index (recording the model) and queries."""
 
