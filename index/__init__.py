@@ -14,12 +14,20 @@ FORMATS = {"lsr.inverted": InvertedIndex, "lsr.blockmax": BlockMaxIndex, "lsr.sh
 
 
 def load(path, mmap: bool = True, verify: bool = True):
-    """Open any lsr index folder (exhaustive, block-max, sharded) by the format its manifest names."""
+    """Open any lsr index folder (exhaustive, block-max, sharded) by the format its manifest names; a
+    retriever folder (`lsr.Retriever`) opens the index inside it."""
     import json
     from pathlib import Path
 
     from .storage import MANIFEST, recover_folder
 
+    record = Path(path) / "retriever.json"
+    if record.is_file() and not (Path(path) / MANIFEST).is_file():
+        try:
+            inner = json.loads(record.read_text(encoding="utf-8"))["index"]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise IndexFormatError(f"{record}: corrupt retriever record ({error})") from None
+        return load(Path(path) / inner, mmap=mmap, verify=verify)
     recover_folder(Path(path))  # a save killed between its renames left the index set aside: restore it
     manifest_file = Path(path) / MANIFEST
     if not manifest_file.is_file():

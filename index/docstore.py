@@ -39,6 +39,31 @@ class DocStore:
         data = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
         return cls(data, offsets, [str(i) for i in doc_ids])
 
+    @classmethod
+    def write(cls, path: str | os.PathLike, items) -> "DocStore":
+        """Stream `(doc id, document)` pairs into a store at `path` without holding the texts: the bytes go to a
+        scratch file beside `path`, saved (checksummed, atomically) from a memory map of it, then removed."""
+        from lsr.files import remove_path, temporary_sibling
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = temporary_sibling(target.with_name(target.name + ".bytes"))
+        ids, offsets = [], [0]
+        try:
+            with open(scratch, "wb") as handle:
+                for doc_id, document in items:
+                    encoded = json.dumps(document, ensure_ascii=False).encode("utf-8")
+                    handle.write(encoded)
+                    ids.append(str(doc_id))
+                    offsets.append(offsets[-1] + len(encoded))
+            data = np.memmap(scratch, dtype=np.uint8, mode="r") if offsets[-1] else np.zeros(0, dtype=np.uint8)
+            store = cls(data, np.asarray(offsets, dtype=np.int64), ids)
+            store.save(target)
+            del store, data
+        finally:
+            remove_path(scratch)
+        return cls.load(target)
+
     def __len__(self) -> int:
         return len(self.doc_ids)
 

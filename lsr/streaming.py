@@ -166,13 +166,9 @@ def _corpus_file(folder: Path) -> Path:
 
 # ---- models ----------------------------------------------------------------------------------------
 def load_model(name_or_path, **overrides):
-    """A sparse model from a folder or hub id (`lsr.SparseModel`, else the older `SpladeEncoder`)."""
-    try:
-        from .model import SparseModel
-    except ImportError:
-        from .encoder import SpladeEncoder
+    """A sparse model from a folder or hub id (`lsr.SparseModel`)."""
+    from .model import SparseModel
 
-        return SpladeEncoder.from_pretrained(name_or_path, show_progress=False, **overrides)
     return SparseModel.from_pretrained(name_or_path, **overrides)
 
 
@@ -302,7 +298,7 @@ def encode_corpus(corpus, model, folder, *, shard_size: int = DEFAULT_SHARD_SIZE
         return shards
     identity = model_identity(model, batch_size)
     shards = VectorShards.create_or_resume(folder, "splade", identity, shard_size, int(model.vocab_size), corpus.name,
-                                           model_name=getattr(model, "name", None))
+                                           model_name=getattr(model, "source", None) or getattr(model, "name", None))
     total = _total(corpus, limit)
     bar = _progress(total, progress, f"encoding {Path(str(folder)).name}")
     todo = _pending_chunks(corpus, shards, shard_size, limit, bar)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 
@@ -43,6 +44,10 @@ def add_parser(sub) -> None:
     corpus.add_argument("--bm25-k1", type=float, default=0.9, help="BM25 k1 (--model bm25)")
     corpus.add_argument("--bm25-b", type=float, default=0.4, help="BM25 b (--model bm25)")
     corpus.add_argument("--no-progress", action="store_true", help="no progress bar")
+    corpus.add_argument("--no-docstore", action="store_true",
+                        help="do not keep the documents' text (a sparse model's output is a retriever folder: "
+                             "OUTPUT/index, OUTPUT/docstore and retriever.json, so `lsr search --index OUTPUT` "
+                             "shows titles and snippets without --model)")
     p.set_defaults(func=run)
 
 
@@ -62,8 +67,12 @@ def run(args) -> int:
             )
         else:
             shards = args.from_shards
-        index = streaming.build_index(shards, args.output, index=args.index, quantization=args.quantization,
+        retriever = bool(args.corpus) and model != "bm25"  # a sparse model and its documents: a retriever folder
+        target = Path(args.output) / "index" if retriever else Path(args.output)
+        index = streaming.build_index(shards, target, index=args.index, quantization=args.quantization,
                                       n_shards=args.shards, block_size=args.block_size, progress=not args.no_progress)
+        if retriever:
+            write_retriever(args, model, overrides)
     print(f"indexed {index.n_docs} documents, {index.n_postings} postings -> {args.output} ({index.disk_bytes()} bytes; "
           f"{index.nbytes()} bytes of arrays in memory)")
     return 0
@@ -79,6 +88,24 @@ def corpus_model(args):
     overrides = {key: value for key, value in (("doc_max_length", args.doc_max_length), ("device", args.device))
                  if value is not None}
     return args.model or default_model(), overrides
+
+
+def write_retriever(args, model: str, overrides: dict) -> None:
+    """Turn OUTPUT (its index already in OUTPUT/index) into a retriever folder: the documents streamed into
+    OUTPUT/docstore (unless --no-docstore), then retriever.json, written last, naming the model."""
+    from lsr.index.docstore import DocStore
+    from lsr.model import SparseModel
+    from lsr.retriever import DOCSTORE_FOLDER, INDEX_FOLDER, write_record
+    from lsr.streaming import Corpus
+
+    output = Path(args.output)
+    docstore = None
+    if not args.no_docstore:
+        corpus = Corpus(args.corpus)
+        rows = ((doc_id, document) for doc_id, document, _ in itertools.islice(corpus, args.limit))
+        DocStore.write(output / DOCSTORE_FOLDER, rows)
+        docstore = DOCSTORE_FOLDER
+    write_record(output, SparseModel.from_pretrained(model, **overrides), INDEX_FOLDER, docstore)
 
 
 def _from_vectors_file(args):

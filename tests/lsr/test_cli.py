@@ -187,3 +187,13 @@ def test_every_option_has_help_text():
     missing = [f"{where}: {action.option_strings or action.dest}" for where, action in walk(build_parser(), "lsr")
                if not action.help]
     assert missing == []
+
+
+def test_streamed_corpus_index_is_a_retriever_folder(tiny_beir, tmp_path, splade_tiny_path, capsys):
+    output = tmp_path / "wiki"
+    assert main(["index", "--corpus", str(tiny_beir / "corpus.jsonl"), "--model", str(splade_tiny_path),
+                 "--output", str(output), "--no-progress"]) == 0
+    assert {p.name for p in output.iterdir()} == {"index", "docstore", "retriever.json"}
+    capsys.readouterr()
+    assert main(["search", "--index", str(output), "heart attack cholesterol", "-k", "1"]) == 0  # no --model
+    assert "d2" in (printed := capsys.readouterr().out) and "Statins — Statins lower cholesterol" in printed

@@ -204,9 +204,15 @@ def test_kill_and_resume_gives_identical_vectors_and_searches(splade_tiny, splad
     reference = index_corpus(wiki_passages, splade_tiny, tmp_path / "ref", shard_size=4, index="blockmax",
                              progress=False)
     assert shard_hashes(tmp_path / "idx.shards") == shard_hashes(tmp_path / "ref.shards")
+    import lsr.index
     from lsr.index import BlockMaxIndex
+    from lsr.retriever import Retriever
 
-    index = BlockMaxIndex.load(output)
+    index = lsr.index.load(output)  # the output is a retriever folder: its index, model and documents
+    assert isinstance(index, BlockMaxIndex)
+    hit = Retriever.load(output).search("who wrote about anarchism", k=1)
+    assert hit.documents[0]["title"]
+    assert hit.doc_ids == index.search(splade_tiny.encode_queries(["who wrote about anarchism"]), k=1)[0].doc_ids
     queries = splade_tiny.encode_queries(["who wrote about anarchism", "autism symptoms", "albedo of snow"])
     assert_same_results(reference.search(queries, k=20), index.search(queries, k=20))
     assert index.doc_ids == reference.doc_ids
