@@ -34,6 +34,7 @@ QPS on --threads threads, recall@k against our exhaustive index, bytes, build se
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import hashlib
 import json
@@ -175,7 +176,6 @@ def simulate_pessimistic(levels, ids, seed, n_docs=1_000_000):
         while clash.any():  # redraw until every pair comes from two different articles
             second[clash] = rng.integers(0, levels.shape[0], int(clash.sum()))
             clash = article[first] == article[second]
-        lengths = np.diff(levels.indptr)
         rows, cols, vals = [], [], []
         for source in (first, second):
             part = levels[source]
@@ -184,7 +184,6 @@ def simulate_pessimistic(levels, ids, seed, n_docs=1_000_000):
             rows.append(row_of[keep])
             cols.append(part.indices[keep])
             vals.append(part.data[keep])
-        del lengths
         rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
         by = np.lexsort((-vals.astype(np.int64), cols, rows))  # per (row, term): largest level first
         rows, cols, vals = rows[by], cols[by], vals[by]
@@ -310,8 +309,13 @@ def family_rows(queries, rows_kind, n_queries):
     return out
 
 
-def bench_corpus(name, levels, scale, ids, all_queries, args, report):
+def bench_corpus(name, data, args, report):
+    """Bench one corpus; `data` = [levels, scale, ids, query vectors], emptied here so that the arrays this
+    function frees (ours before the peers run) are really released."""
     from lsr.index import blockmax_kernels as bk
+
+    levels, scale, ids, all_queries = data
+    data.clear()
 
     n_docs, vocab = levels.shape
     label = name + (" (SIMULATION, optimistic)" if name == "wiki-1m-sim" else
@@ -319,6 +323,7 @@ def bench_corpus(name, levels, scale, ids, all_queries, args, report):
     vectors = sp.csr_matrix((levels.data.astype(np.float32) / np.float32(scale), levels.indices, levels.indptr),
                             shape=levels.shape)
     families = family_rows(all_queries, args.rows, args.queries)
+    seismic_cached = seismic_index(vectors, args) if name in args.seismic_corpora and not args.calibrate else None
     print(f"\n## {label}: {n_docs} docs, {levels.nnz} postings, vocabulary {vocab}; rows {args.rows}: "
           + ", ".join(f"{f} {q.shape[0]} queries ({q.nnz / max(q.shape[0], 1):.1f} terms)" for f, q in families.items()),
           flush=True)
@@ -382,11 +387,12 @@ def bench_corpus(name, levels, scale, ids, all_queries, args, report):
     if args.calibrate:
         calibrate(label, index, families, args)
         return
+    del index, exact  # the peers build their own indexes: at 1M ours hold ~2.5 GB
+    gc.collect()
     if args.bmp:
         bench_bmp(label, levels, ids, families, truth, order, chosen, block_size, args, report)
-    if name in args.seismic_corpora:
-        bench_seismic(label, vectors, ids, families, truth, args, report)
-    del index, exact
+    if seismic_cached is not None:
+        bench_seismic(label, vectors, families, truth, *seismic_cached, args, report)
 
 
 CALIBRATION = []  # per-query (features, exhaustive ms, block-max ms) of --calibrate, over all corpora
@@ -484,32 +490,43 @@ def bench_bmp(label, levels, ids, families, truth, order, order_label, block_siz
         del searcher
 
 
-def bench_seismic(label, vectors, ids, families, truth, args, report):
+def seismic_index(vectors, args):
+    """(path of the cached Seismic index of `vectors`, build seconds or None when it was cached). Built
+    before our indexes exist: Seismic's build is the run's largest memory peak (~10 GB at 1M documents)."""
     import seismic
 
     n_postings = args.seismic_postings
     params = {"n_postings": n_postings, "centroid_fraction": 0.1, "summary_energy": 0.4, "version": 1}
     key = arrays_digest(vectors.data, vectors.indices, vectors.indptr, params=params)
     cached = CACHE / f"seismic-{key}.index.seismic"
-    tokens = np.array([str(t) for t in range(vectors.shape[1])], dtype=seismic.get_seismic_string())
-    print(f"seismic: n_postings={n_postings}, centroid_fraction=0.1, summary_energy=0.4", flush=True)
-    build_s = None
     if cached.exists():
-        index = seismic.SeismicIndex.load(str(cached))
-    else:
-        start = time.perf_counter()
-        dataset = seismic.SeismicDataset()
-        for r in range(vectors.shape[0]):
-            lo, hi = vectors.indptr[r], vectors.indptr[r + 1]
-            dataset.add_document(str(r), tokens[vectors.indices[lo:hi]], vectors.data[lo:hi].astype(np.float32))
-        index = seismic.SeismicIndex.build_from_dataset(dataset, n_postings=n_postings, centroid_fraction=0.1,
-                                                        summary_energy=0.4, num_threads=args.threads or 0)
-        build_s = time.perf_counter() - start
-        del dataset
-        tmp = cached.with_name(f".{cached.stem}.tmp{os.getpid()}")  # save appends ".index.seismic"
+        return cached, None
+    tokens = np.array([str(t) for t in range(vectors.shape[1])], dtype=seismic.get_seismic_string())
+    start = time.perf_counter()
+    dataset = seismic.SeismicDataset()
+    for r in range(vectors.shape[0]):
+        lo, hi = vectors.indptr[r], vectors.indptr[r + 1]
+        dataset.add_document(str(r), tokens[vectors.indices[lo:hi]], vectors.data[lo:hi].astype(np.float32))
+    index = seismic.SeismicIndex.build_from_dataset(dataset, n_postings=n_postings, centroid_fraction=0.1,
+                                                    summary_energy=0.4, num_threads=args.threads or 0)
+    build_s = time.perf_counter() - start
+    del dataset
+    tmp = cached.with_name(f".{cached.stem}.tmp{os.getpid()}")  # save appends ".index.seismic"
+    try:
         index.save(str(tmp))
         os.replace(f"{tmp}.index.seismic", cached)
-        print(f"seismic build {build_s:.0f} s", flush=True)
+    finally:
+        Path(f"{tmp}.index.seismic").unlink(missing_ok=True)
+    print(f"seismic build {build_s:.0f} s", flush=True)
+    return cached, build_s
+
+
+def bench_seismic(label, vectors, families, truth, cached, build_s, args, report):
+    import seismic
+
+    tokens = np.array([str(t) for t in range(vectors.shape[1])], dtype=seismic.get_seismic_string())
+    print(f"seismic: n_postings={args.seismic_postings}, centroid_fraction=0.1, summary_energy=0.4", flush=True)
+    index = seismic.SeismicIndex.load(str(cached))
     nbytes = cached.stat().st_size
     for family, queries in families.items():
         rows = [queries[i] for i in range(queries.shape[0])]
@@ -623,22 +640,24 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numba threads "
           f"{numba.config.NUMBA_NUM_THREADS}; load average {os.getloadavg()[0]:.2f} at start; 8-bit levels")
     report = Report()
+    out = CACHE / f"results-{int(time.time())}.json"
     for corpus in args.corpora:
         start = time.perf_counter()
-        levels, scale, ids, queries = load_corpus(corpus, args.seed)
+        data = list(load_corpus(corpus, args.seed))
         print(f"{corpus} ready in {time.perf_counter() - start:.1f} s", flush=True)
-        bench_corpus(corpus, levels, scale, ids, queries, args, report)
-        del levels, ids, queries
+        bench_corpus(corpus, data, args, report)
+        gc.collect()
         print(f"load average {os.getloadavg()[0]:.2f} after {corpus}", flush=True)
+        if not args.calibrate:  # after every corpus: a later crash (memory) keeps the finished ones
+            with atomic_path(out) as tmp:
+                Path(tmp).write_text(json.dumps(report.rows, indent=1))
+            print(f"rows so far saved to {out}", flush=True)
     if args.calibrate:
         fit_costs(CALIBRATION)
         (CACHE / f"calibration-{int(time.time())}.json").write_text(json.dumps(CALIBRATION))
         return
     for clock in ("cpu", "wall"):
         print_ratios(report.rows, clock)
-    out = CACHE / f"results-{int(time.time())}.json"
-    out.write_text(json.dumps(report.rows, indent=1))
-    print(f"\nrows saved to {out}")
 
 
 if __name__ == "__main__":
