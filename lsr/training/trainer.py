@@ -257,34 +257,16 @@ class Trainer:
     def train(self, stop_at: int | None = None) -> dict:
         """Run to `max_steps` (or stop after step `stop_at`, as an interruption would), resuming from a checkpoint."""
         cfg = self.cfg
-        cfg.save(self.out / "config.yaml")
         if (self.out / CHECKPOINT).is_file():
-            self._load_checkpoint()
+            self._load_checkpoint()  # refuses a checkpoint trained with other settings
+        cfg.save(self.out / "config.yaml")
         stream = batches(self.source, cfg.batch_size, cfg.data.n_negatives, cfg.seed, cfg.data.shuffle_buffer,
                          start=self.step * cfg.grad_accumulation)
-        use_amp = cfg.amp and self.device.startswith("cuda")
         progress = tqdm(total=cfg.max_steps, initial=self.step, desc="training", disable=not cfg.progress)
         last = stop_at if stop_at is not None else cfg.max_steps
         self.model.train()
         while self.step < min(last, cfg.max_steps):
-            for optimizer in self.optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            logged: dict = {}
-            for _ in range(cfg.grad_accumulation):
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    total, parts, stats = self.compute(next(stream), self.step)
-                # every term (regularisers included) is a per-micro-batch mean: dividing by the number of
-                # micro-batches makes the accumulated gradient the mean over them, at the configured weights
-                (total / cfg.grad_accumulation).backward()
-                for key, value in {"loss": float(total.detach()), **parts, **stats}.items():
-                    logged[key] = logged.get(key, 0.0) + value / cfg.grad_accumulation
-            if cfg.max_grad_norm:  # the network's gradients; the gates' are λ-scaled on purpose
-                torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-            for optimizer, scheduler in zip(self.optimizers, self.schedulers):
-                optimizer.step()
-                scheduler.step()
-            for target in self.targets:
-                logged[f"{target.setting}_multiplier"] = target.update(logged[target.metric], self.step)
+            logged = self.optimizer_step([next(stream) for _ in range(cfg.grad_accumulation)])
             self.step += 1
             self.history.append({"step": self.step, **logged})
             progress.update(1)
@@ -301,6 +283,31 @@ class Trainer:
             self._save_checkpoint()
         (self.out / "history.json").write_text(json.dumps(self.history))
         return {"step": self.step, "best_dev": self.best, "history": self.history}
+
+    def optimizer_step(self, micro_batches: list[dict]) -> dict:
+        """One optimizer step over `micro_batches` (gradient accumulation); the step's logged values.
+
+        Every term (regularisers included) is a per-micro-batch mean: dividing by the number of
+        micro-batches makes the accumulated gradient their mean, at the configured weights."""
+        cfg = self.cfg
+        use_amp = cfg.amp and self.device.startswith("cuda")
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        logged: dict = {}
+        for batch in micro_batches:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                total, parts, stats = self.compute(batch, self.step)
+            (total / len(micro_batches)).backward()
+            for key, value in {"loss": float(total.detach()), **parts, **stats}.items():
+                logged[key] = logged.get(key, 0.0) + value / len(micro_batches)
+        if cfg.max_grad_norm:  # the network's gradients; the gates' are λ-scaled on purpose
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        for optimizer, scheduler in zip(self.optimizers, self.schedulers):
+            optimizer.step()
+            scheduler.step()
+        for target in self.targets:
+            logged[f"{target.setting}_multiplier"] = target.update(logged[target.metric], self.step)
+        return logged
 
     def save_model(self, folder: Path) -> Path:
         return self.model.save(folder, self.cfg.data.query_max_length, self.cfg.data.doc_max_length)
@@ -323,8 +330,9 @@ class Trainer:
         self.model.train()
         entry = {"step": self.step, "dev_ndcg@10": score, **result["efficiency"]}
         self.history.append(entry)
-        with open(self.out / "dev.jsonl", "a") as handle:
-            handle.write(json.dumps(entry) + "\n")
+        # rewritten from the history, so a resumed run that repeats an evaluation does not list it twice
+        with atomic_path(self.out / "dev.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(h) + "\n" for h in self.history if "dev_ndcg@10" in h))
         if score > self.best:
             self.best = score
             if (self.out / "best").exists():
@@ -337,6 +345,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
             "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "config": self.cfg.to_dict(),
             "step": self.step,
             "best": self.best,
             "history": self.history,
@@ -349,6 +358,10 @@ class Trainer:
 
     def _load_checkpoint(self) -> None:
         state = torch.load(self.out / CHECKPOINT, map_location=self.device, weights_only=False)
+        changed = changed_settings(state.get("config"), self.cfg.to_dict())
+        if changed:
+            raise ValueError(f"{self.out / CHECKPOINT} was trained with other settings ({', '.join(changed)}): "
+                             "use a new output_dir, or restore them to resume")
         self.model.load_state_dict(state["model"])
         for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
@@ -363,6 +376,27 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+# settings a resumed run may change: how long it runs, how it reports and where it runs
+RESUMABLE_CHANGES = {"max_steps", "eval_every", "eval_max_queries", "save_every", "log_every", "progress", "device",
+                     "threads", "output_dir"}
+
+
+def changed_settings(saved: dict | None, current: dict) -> list[str]:
+    """Dotted names of the settings that differ between a checkpoint's config and the current one."""
+    if saved is None:  # a checkpoint from before configs were stored
+        return []
+    changed = []
+    for key in sorted(set(saved) | set(current)):
+        if key in RESUMABLE_CHANGES:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += [f"{key}.{name}" for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+        elif a != b:
+            changed.append(key)
+    return changed
 
 
 def _args(spec: dict, *drop: str) -> dict:
