@@ -57,15 +57,22 @@ def target_run(kind: str, target: int) -> dict:
     return overrides
 
 
-# name -> overrides of BASE, in the order they run (the one that must beat the untrained model first)
+def inference_free_run(target: int) -> dict:
+    return {**TARGET, "target_doc_nnz": target, "model": {"kind": "inference_free"},
+            "regularizers": [{"kind": "idf_flops", "side": "doc", "weight": 1e-2, "warmup_steps": 0}]}
+
+
+# name -> overrides of BASE, in the order they run: the fine-tune that must beat the untrained model, one target per
+# sparsifier and the inference-free model, then the other targets
 RUNS = {
     "finetune": {"max_steps": 600, "eval_every": 100, "eval_dataset": "nfcorpus"},
-    **{f"{kind}@{target}": target_run(kind, target) for target in (64, 128, 32) for kind in SPARSIFIERS},
-    **{f"inference_free_idf_flops@{target}": {**TARGET, "target_doc_nnz": target, "model": {"kind": "inference_free"},
-                                              "regularizers": [{"kind": "idf_flops", "side": "doc", "weight": 1e-2,
-                                                                "warmup_steps": 0}]}
-       for target in (128, 64)},
+    **{f"{kind}@64": target_run(kind, 64) for kind in SPARSIFIERS},
+    "inference_free_idf_flops@64": inference_free_run(64),
+    **{f"{kind}@{target}": target_run(kind, target) for target in (128, 32) for kind in SPARSIFIERS},
+    **{f"inference_free_idf_flops@{target}": inference_free_run(target) for target in (128, 32)},
 }
+ZERO_SHOT = "scifact"  # the fine-tune and the untrained model are also evaluated here, zero-shot
+ZERO_SHOT_RUNS = ("finetune",)
 
 
 def merged(base: dict, overrides: dict) -> dict:
@@ -80,13 +87,21 @@ def produced_on() -> str:
             f"{os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')})")
 
 
+def machine() -> dict:
+    """Where and under what load a number was produced (load: 1-minute average of the whole machine)."""
+    import torch
+
+    return {"host": platform.node(), "device": "cuda" if torch.cuda.is_available() else "cpu", "cpu_cores": os.cpu_count(),
+            "torch_threads": THREADS, "load_avg_1m": round(os.getloadavg()[0], 2), "time": time.strftime("%Y-%m-%d %H:%M")}
+
+
 def point(system: str, result: dict, **extra) -> dict:
     e = result["efficiency"]
     return {"system": system, "nDCG@10": result["metrics"]["nDCG@10"], "FLOPS": e["flops"],
             "avg_doc_nnz": e["avg_doc_nnz"], "avg_query_nnz": e["avg_query_nnz"],
             "latency_ms_median": e["search_latency_ms"]["median"], "query_encode_ms": e.get("query_encode_ms"),
             "doc_max_length": result["settings"].get("model", {}).get("doc_max_length"),
-            "produced_on": produced_on(), **extra}
+            "produced_on": produced_on(), "machine": machine(), **extra}
 
 
 def evaluate(model, test, system: str, cache: Path) -> dict:
@@ -106,7 +121,7 @@ def harness_point(name: str, system: str, test, cache: Path) -> dict:
     return {"system": system, "nDCG@10": result["metrics"]["nDCG@10"], "FLOPS": e.get("flops"),
             "avg_doc_nnz": e.get("avg_doc_nnz"), "avg_query_nnz": e.get("avg_query_nnz"),
             "latency_ms_median": e["search_latency_ms"]["median"], "query_encode_ms": e.get("query_encode_ms"),
-            "doc_max_length": None, "produced_on": produced_on()}
+            "doc_max_length": None, "produced_on": produced_on(), "machine": machine()}
 
 
 def baselines(model: str, test, cache: Path) -> dict:
@@ -141,8 +156,9 @@ def run_all(out: Path, names: list[str], model: str) -> None:
         target = out / name / "result.json"
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(compute(), indent=2))
+            write_json(target, compute())
         print(name, target.read_text())
+    zero_shot(out / "untrained" / "result.json", lambda: load_model(model), cache)
     for name in names:
         target = out / name / "result.json"
         if target.is_file():
@@ -150,17 +166,42 @@ def run_all(out: Path, names: list[str], model: str) -> None:
             continue
         raw = merged(merged(BASE, {"model": {"path": model}, "data": {"jsonl": str(teacher)}}), RUNS[name])
         raw["output_dir"] = str(out / name / "train")
-        start = time.perf_counter()
+        start, cpu_start, at_start = time.perf_counter(), time.process_time(), machine()
         trainer = Trainer(TrainConfig.from_dict(raw))
+        first_step = trainer.step
         history = trainer.train()["history"]
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         # a dev-selected run is judged by its best dev checkpoint, the others by their last
         chosen = "best" if raw.get("eval_dataset") else "final"
         result = evaluate(load_model(out / name / "train" / chosen), test, name, cache)
         logs = [h for h in history if "loss" in h]
-        result.update(train_seconds=round(time.perf_counter() - start, 1), steps=trainer.step, checkpoint=chosen,
+        # the time of this process only: a resumed run's earlier steps ran in another one
+        result.update(steps=trainer.step, checkpoint=chosen, resumed_from_step=first_step,
+                      train_wall_seconds_this_process=round(wall, 1), train_cpu_seconds_this_process=round(cpu, 1),
+                      train_machine={"start": at_start, "end": machine()},
                       dev=[h for h in history if "dev_ndcg@10" in h], config=raw, last_train_log=logs[-1] if logs else None)
-        target.write_text(json.dumps(result, indent=2))
-        print(name, json.dumps({k: result[k] for k in ("nDCG@10", "FLOPS", "avg_doc_nnz", "train_seconds")}))
+        write_json(target, result)
+        print(name, json.dumps({k: result[k] for k in ("nDCG@10", "FLOPS", "avg_doc_nnz", "train_wall_seconds_this_process")}))
+        if name in ZERO_SHOT_RUNS:
+            zero_shot(target, lambda: load_model(out / name / "train" / chosen), cache)
+
+
+def write_json(path: Path, value: dict) -> None:
+    from lsr.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2))
+
+
+def zero_shot(record: Path, model, cache: Path) -> None:
+    """Add the `ZERO_SHOT` dataset's test numbers to a run's record (once)."""
+    from lsr.eval import load_dataset
+
+    result = json.loads(record.read_text())
+    if "zero_shot" not in result:
+        result["zero_shot"] = evaluate(model(), load_dataset(ZERO_SHOT, "test"), f"{result['system']} on {ZERO_SHOT}", cache)
+        write_json(record, result)
+    print(record.parent.name, ZERO_SHOT, json.dumps({k: result["zero_shot"][k] for k in ("nDCG@10", "FLOPS")}))
 
 
 STYLE = {"flops": ("tab:blue", "o"), "idf_flops": ("tab:orange", "s"), "l0_mask": ("tab:green", "^"),
@@ -188,41 +229,51 @@ def report(out: Path, docs: Path) -> None:
             (records / f"len256-{name}.config.yaml").write_text(yaml.safe_dump(p["config"], sort_keys=False))
     rows = sorted(points.items(), key=lambda item: (item[1]["FLOPS"] is None, item[1]["FLOPS"] or 0.0))
     lines = ["| run | target doc nnz | nDCG@10 | FLOPS | avg doc nnz | avg query nnz | search ms (median, k=10, 1 thread) "
-             "| query encoding ms/query |", "|---|---|---|---|---|---|---|---|"]
+             f"| query encoding ms/query | {ZERO_SHOT} nDCG@10 (zero-shot) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, p in rows:
         target = name.split("@")[1] if "@" in name else "–"
+        zero = p.get("zero_shot")
         cells = [f"{p['nDCG@10']:.4f}", "–" if p["FLOPS"] is None else f"{p['FLOPS']:.3f}",
                  "–" if p["avg_doc_nnz"] is None else f"{p['avg_doc_nnz']:.1f}",
                  "–" if p["avg_query_nnz"] is None else f"{p['avg_query_nnz']:.1f}", f"{p['latency_ms_median']:.3f}",
-                 "–" if p.get("query_encode_ms") is None else f"{p['query_encode_ms']:.3f}"]
+                 "–" if p.get("query_encode_ms") is None else f"{p['query_encode_ms']:.3f}",
+                 "–" if zero is None else f"{zero['nDCG@10']:.4f}"]
         lines.append(f"| {p['system']} | {target} | " + " | ".join(cells) + " |")
     (docs / "training_sweep.md").write_text("Sorted by FLOPS (NFCorpus test, doc length 256). Produced by "
                                             "`scripts/train_sweep.py`; each run's record is in "
                                             "`docs/training_runs/len256-<run>.json`.\n\n" + "\n".join(lines) + "\n")
 
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6))
-    for ax, (key, label, log) in zip(axes, (("FLOPS", "FLOPS (Σ_j p_j^q p_j^d)", True),
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    for ax, (key, label, log) in zip(axes, (("FLOPS", "FLOPS (Σ_j p_j^q p_j^d), log scale", True),
                                            ("latency_ms_median", "search latency, median ms (k = 10, one thread)", False))):
         for kind, (color, marker) in STYLE.items():
             curve = sorted(((int(n.split("@")[1]), p) for n, p in points.items() if family(n) == kind), key=lambda c: c[0])
             if curve:
                 ax.plot([p[key] for _, p in curve], [p["nDCG@10"] for _, p in curve], marker=marker, color=color,
                         label=f"{kind} (targets {', '.join(str(t) for t, _ in curve)} doc nnz)")
-        for name, marker in (("untrained", "*"), ("finetune", "P"), ("bm25", "X"), ("teacher", "h"),
-                             ("untrained-idf-queries", "d")):
+        for name, marker in (("untrained", "*"), ("finetune", "P"), ("bm25", "X"), ("untrained-idf-queries", "d")):
             if name in points and points[name][key] is not None:
-                ax.scatter(points[name][key], points[name]["nDCG@10"], marker=marker, s=110, color="black", zorder=3)
-                ax.scatter([], [], marker=marker, color="black", label=points[name]["system"])
-        if log:
+                ax.scatter(points[name][key], points[name]["nDCG@10"], marker=marker, s=110, color="black", zorder=3,
+                           label=points[name]["system"])
+        if "teacher" in points:  # a dense + sparse hybrid has no FLOPS: its effectiveness as a line on both panels
+            teacher = points["teacher"]
+            ax.axhline(teacher["nDCG@10"], color="gray", linestyle="--", linewidth=1,
+                       label=f"{teacher['system']}: no FLOPS (dense part), {teacher['latency_ms_median']:.2f} ms")
+        if log:  # labelled major ticks only, in plain numbers (the default minor labels overlap)
+            from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator([0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10]))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("nDCG@10 (NFCorpus test)")
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=3, fontsize=9, frameon=False)
-    fig.suptitle("splade-tiny distilled on NFCorpus train, sparsifiers in target mode (labels in the legend, no overlaps)")
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.suptitle("splade-tiny distilled on NFCorpus train, sparsifiers in target mode (doc length 256)")
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(docs / "training_sweep.png", dpi=120)
     print("\n".join(lines))
 
