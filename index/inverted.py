@@ -92,12 +92,15 @@ class IndexBuilder:
                 offsets, post_docs, post_weights, scale, documents.doc_ids, self.model_name,
                 self.tokenizer_fingerprint,
             )
-            if path is not None:
-                index.save(path)
-                return InvertedIndex.load(path, verify=False)
-            return index
+            if path is None:
+                return index
+            index.save(path)
+            # unmap the filled scratch postings (every page resident) before the saved index is opened and
+            # validated: the build then peaks at one copy of the postings in memory, not two
+            del index, post_docs, post_weights
         finally:
             self.close()
+        return InvertedIndex.load(path, verify=False)
 
     def scale(self) -> float:
         """The 8-bit scale `finish` uses: the fixed one, else the largest weight added so far / 255."""

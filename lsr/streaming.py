@@ -19,7 +19,9 @@ turns counts into Lucene BM25 weights shard by shard.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
 import os
 import sys
 import time
@@ -455,7 +457,10 @@ def _document_text(document: dict) -> str:
 
 
 class BM25Corpus:
-    """The BM25 side of a finished count-shard folder: collection statistics, weights per shard, queries."""
+    """The BM25 side of a finished count-shard folder: collection statistics, weights per shard, queries.
+
+    The term -> id dictionary (about 90 bytes per term) is built only when queries are encoded: turning
+    counts into weights needs only the vocabulary's size."""
 
     def __init__(self, shards: VectorShards):
         from lsr.eval.bm25 import Analyzer, BM25Statistics
@@ -468,17 +473,25 @@ class BM25Corpus:
         self.k1, self.b, self.lucene_norms = identity["k1"], identity["b"], identity["lucene_norms"]
         analyzer = identity["analyzer"]
         self.analyzer = Analyzer(analyzer["stopwords"], analyzer["stemmer"])
-        terms = (shards.folder / BM25_VOCABULARY).read_text(encoding="utf-8").split("\n")[:-1]
-        self.vocabulary = {term: i for i, term in enumerate(terms)}
+        self._vocabulary_file = shards.folder / BM25_VOCABULARY
+        terms = self._vocabulary_file.read_bytes()  # one term per line, each followed by "\n"
+        self._vocab_size = terms.count(b"\n")
+        self.vocabulary_fingerprint = hashlib.sha256(terms).hexdigest()[:16]
+        del terms
         with np.load(shards.folder / BM25_STATISTICS) as stored:
             df = stored["df"]
-        if len(terms) != record["vocab_size"] or df.shape[0] != len(terms):
+        if self._vocab_size != record["vocab_size"] or df.shape[0] != self._vocab_size:
             raise ShardError(f"{shards.folder}: BM25 vocabulary / statistics disagree with the manifest")
         self.statistics = BM25Statistics(df, record["doc_count"], record["avgdl"])
 
     @property
     def vocab_size(self) -> int:
-        return len(self.vocabulary)
+        return self._vocab_size
+
+    @functools.cached_property
+    def vocabulary(self) -> dict[str, int]:
+        terms = self._vocabulary_file.read_text(encoding="utf-8").split("\n")[:-1]
+        return {term: i for i, term in enumerate(terms)}
 
     def weights(self, counts: sp.csr_matrix, lengths) -> sp.csr_matrix:
         from lsr.eval.bm25 import bm25_weights
@@ -508,19 +521,10 @@ def collection_info(shards: VectorShards, largest_weight: bool = True) -> tuple[
         bm25 = BM25Corpus(shards)
         largest = max((float(v.data.max()) for v, _ in shard_batches(shards) if v.nnz), default=0.0) \
             if largest_weight else None
-        return bm25.vocab_size, largest, "bm25", _vocabulary_fingerprint(bm25.vocabulary)
+        return bm25.vocab_size, largest, "bm25", bm25.vocabulary_fingerprint
     identity = shards.manifest["identity"]
     name = shards.manifest.get("model_name") or identity.get("name")
     return shards.vocab_size, shards.max_weight(), name, identity.get("vocabulary")
-
-
-def _vocabulary_fingerprint(vocabulary: dict[str, int]) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for term in vocabulary:
-        digest.update(term.encode("utf-8") + b"\n")
-    return digest.hexdigest()[:16]
 
 
 INDEX_TYPES = ("inverted", "blockmax")

@@ -106,14 +106,17 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(resident MB, of which file-backed MB) of one process: file-backed pages are memory-mapped files
+    (index arrays being filled or read, shared libraries), which the kernel can write back and drop."""
+    fields = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+            if line.startswith(("VmRSS:", "RssFile:", "RssShmem:")):
+                fields[line.split(":")[0]] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return fields.get("VmRSS", 0.0), fields.get("RssFile", 0.0) + fields.get("RssShmem", 0.0)
 
 
 def rss(args) -> None:
@@ -123,22 +126,28 @@ def rss(args) -> None:
     import subprocess
 
     process = subprocess.Popen(args.cmd)
-    peak_total = peak_main = 0.0
+    peak_total = peak_anon = 0.0
     start = time.perf_counter()
+    last_print = -args.every
     while process.poll() is None:
         pids = _tree(process.pid)
-        main_rss, total = _rss_mb(process.pid), sum(_rss_mb(p) for p in pids)
-        peak_main, peak_total = max(peak_main, main_rss), max(peak_total, total)
-        docs = 0
-        try:
-            manifest = json.loads((Path(args.shards) / "manifest.json").read_text())
-            docs = sum(entry["n_docs"] for entry in manifest["shards"].values())
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        print(f"t={time.perf_counter() - start:7.1f}s docs={docs:8d} rss main={main_rss:7.0f} MB "
-              f"all processes={total:7.0f} MB ({len(pids)})", flush=True)
-        time.sleep(args.every)
-    print(f"exit {process.returncode}; peak RSS sampled: main {peak_main:.0f} MB, all processes {peak_total:.0f} MB")
+        sizes = [_rss_mb(p) for p in pids]
+        total, file_backed = sum(s[0] for s in sizes), sum(s[1] for s in sizes)
+        peak_total, peak_anon = max(peak_total, total), max(peak_anon, total - file_backed)
+        now = time.perf_counter() - start
+        if now - last_print >= args.every:
+            last_print = now
+            docs = 0
+            try:
+                manifest = json.loads((Path(args.shards) / "manifest.json").read_text())
+                docs = sum(entry["n_docs"] for entry in manifest["shards"].values())
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            print(f"t={now:7.1f}s docs={docs:8d} rss={total:7.0f} MB (file-backed {file_backed:6.0f} MB) "
+                  f"peak so far {peak_total:7.0f} MB, anonymous {peak_anon:7.0f} MB ({len(pids)} processes)", flush=True)
+        time.sleep(args.sample)
+    print(f"exit {process.returncode}; peak RSS sampled every {args.sample} s over the command and its descendants: "
+          f"{peak_total:.0f} MB, anonymous (not file-backed) {peak_anon:.0f} MB")
 
 
 def main() -> None:
@@ -157,7 +166,8 @@ def main() -> None:
     p.set_defaults(func=qps)
     p = sub.add_parser("rss", help="run a command, sampling its RSS (and its workers') against documents done")
     p.add_argument("--shards", required=True, help="the shard folder the command writes")
-    p.add_argument("--every", type=float, default=5.0)
+    p.add_argument("--every", type=float, default=5.0, help="seconds between printed lines")
+    p.add_argument("--sample", type=float, default=0.2, help="seconds between RSS samples (peaks)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command")
     p.set_defaults(func=rss)
     args = parser.parse_args()
