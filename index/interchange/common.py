@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,20 @@ def open_text(path):
     return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
 
 
+def numbered_lines(path):
+    """(line number, line) of a text file; undecodable bytes or a damaged gzip stream are an
+    `InterchangeError` naming the file and the line where reading stopped."""
+    line_no = 0
+    try:
+        with open_text(path) as handle:
+            for line_no, line in enumerate(handle, 1):
+                yield line_no, line
+    except UnicodeDecodeError as error:
+        raise InterchangeError(f"{path}:{line_no + 1}: not valid UTF-8 ({error.reason})") from None
+    except (EOFError, OSError, zlib.error) as error:
+        raise InterchangeError(f"{path}:{line_no + 1}: unreadable ({error})") from None
+
+
 def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -109,43 +124,42 @@ def read_vector_lines(files, vocabulary: Vocabulary, vector_key: str = "vector",
     """
     seen: dict[str, tuple] = {}
     for file in files:
-        with open_text(file) as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                where = f"{file}:{line_no}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise InterchangeError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
-                if not isinstance(record, dict):
-                    raise InterchangeError(f"{where}: expected a JSON object, got {type(record).__name__}")
-                doc_id = next((record[key] for key in id_keys if key in record), None)
-                if doc_id is None or isinstance(doc_id, (dict, list, bool)):
-                    raise InterchangeError(f"{where}: missing or invalid document id (field {'/'.join(id_keys)!r})")
-                doc_id = str(doc_id)
-                if doc_id in seen:
-                    raise InterchangeError(f"{where}: document id {doc_id!r} repeats {seen[doc_id][0]}:{seen[doc_id][1]}")
-                seen[doc_id] = (file, line_no)
-                vector = record.get(vector_key)
-                if not isinstance(vector, dict):
-                    raise InterchangeError(f"{where}: field {vector_key!r} must be an object {{token: weight}}")
-                terms = np.empty(len(vector), dtype=np.int32)
-                weights = np.empty(len(vector), dtype=np.float64)
-                n = 0
-                for token, weight in vector.items():
-                    term = vocabulary.get(token)
-                    if term is None:
-                        raise InterchangeError(f"{where}: token {token!r} is not in the vocabulary ({vocabulary.source})")
-                    number = _number(weight)
-                    if number is None or not math.isfinite(number) or number < 0:
-                        raise InterchangeError(
-                            f"{where}: weight of token {token!r} is {weight!r}; weights must be finite non-negative numbers")
-                    if number > 0:
-                        terms[n] = term
-                        weights[n] = number
-                        n += 1
-                yield file, line_no, doc_id, terms[:n], weights[:n]
+        for line_no, line in numbered_lines(file):
+            if not line.strip():
+                continue
+            where = f"{file}:{line_no}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InterchangeError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+            if not isinstance(record, dict):
+                raise InterchangeError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            doc_id = next((record[key] for key in id_keys if key in record), None)
+            if doc_id is None or isinstance(doc_id, (dict, list, bool)):
+                raise InterchangeError(f"{where}: missing or invalid document id (field {'/'.join(id_keys)!r})")
+            doc_id = str(doc_id)
+            if doc_id in seen:
+                raise InterchangeError(f"{where}: document id {doc_id!r} repeats {seen[doc_id][0]}:{seen[doc_id][1]}")
+            seen[doc_id] = (file, line_no)
+            vector = record.get(vector_key)
+            if not isinstance(vector, dict):
+                raise InterchangeError(f"{where}: field {vector_key!r} must be an object {{token: weight}}")
+            terms = np.empty(len(vector), dtype=np.int32)
+            weights = np.empty(len(vector), dtype=np.float64)
+            n = 0
+            for token, weight in vector.items():
+                term = vocabulary.get(token)
+                if term is None:
+                    raise InterchangeError(f"{where}: token {token!r} is not in the vocabulary ({vocabulary.source})")
+                number = _number(weight)
+                if number is None or not math.isfinite(number) or number < 0:
+                    raise InterchangeError(
+                        f"{where}: weight of token {token!r} is {weight!r}; weights must be finite non-negative numbers")
+                if number > 0:
+                    terms[n] = term
+                    weights[n] = number
+                    n += 1
+            yield file, line_no, doc_id, terms[:n], weights[:n]
 
 
 def build_from_rows(rows, output, vocab_size: int, index_type: str = "inverted", quantization: str = "uint8",

@@ -31,7 +31,8 @@ from lsr.eval.datasets import DatasetError, load_beir_folder, read_corpus, read_
 from lsr.eval.msmarco import read_qrels, read_queries_tsv  # noqa: E402
 from lsr.eval.runs import read_trec_run, write_trec_run  # noqa: E402
 from lsr.index import BlockMaxIndex, IndexFormatError, InvertedIndex  # noqa: E402
-from lsr.index.interchange import InterchangeError, VocabularyError, export_ciff, import_ciff  # noqa: E402
+from lsr.index.interchange import (InterchangeError, VocabularyError, export_ciff, import_anserini,  # noqa: E402
+                                   import_ciff, import_seismic)
 from lsr.index.storage import manifest_checksum  # noqa: E402
 from lsr.vectors import VectorsFileError, load_vectors, save_vectors  # noqa: E402
 
@@ -375,3 +376,28 @@ def test_ciff(tmp_path_factory, ciff_bytes, data):
     index_type = data.draw(st.sampled_from(["inverted", "blockmax"]))
     check_import(lambda: import_ciff(path, folder / "index", vocabulary=TOKENS, index_type=index_type),
                  folder / "index", path)
+
+
+weights = st.one_of(st.floats(allow_nan=True), st.integers(-5, 300), st.text(max_size=3), st.none(), st.booleans())
+vectors = st.dictionaries(st.sampled_from(TOKENS + ["zz"]), weights, max_size=4)
+lines = st.fixed_dictionaries({"id": st.one_of(st.text(max_size=6), st.integers(), st.none()), "vector": vectors},
+                              optional={"content": st.text(max_size=10)})
+
+
+@st.composite
+def vector_files(draw):
+    rows = draw(st.lists(st.one_of(lines, st.dictionaries(st.text(max_size=5), st.integers(), max_size=3)), max_size=6))
+    text = "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8", "surrogatepass")
+    return mutate(text, draw) if draw(st.booleans()) else text
+
+
+@INTERCHANGE
+@given(data=vector_files(), fmt=st.sampled_from(["anserini", "seismic"]), gz=st.booleans())
+def test_vector_collections(tmp_path_factory, data, fmt, gz):
+    folder = tmp_path_factory.mktemp("jsonl")
+    path = folder / ("docs.jsonl.gz" if gz else "docs.jsonl")
+    if gz:
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    reader = import_anserini if fmt == "anserini" else import_seismic
+    check_import(lambda: reader(path, folder / "index", vocabulary=TOKENS), folder / "index", path)

