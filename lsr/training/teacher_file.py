@@ -3,8 +3,11 @@
 The teacher is a fused system of the evaluation harness, by default `hybrid-linear`: splade-tiny and
 all-MiniLM-L6-v2, each min-max normalised per query over its top 1000, then averaged. Its scores lie in
 [0, 1] while a SPLADE student's dot products span tens of points, so the targets are multiplied by a
-scale S — by default the student's own mean per-query score span over the same candidates — so that
-KL / MarginMSE ask the student to reorder its candidates rather than to shrink or inflate all weights.
+scale S — by default the student's mean per-query score span over the kept candidates divided by the
+teacher's mean span over the same candidates — so that the targets spread like the student's own scores
+and KL / MarginMSE ask the student to reorder its candidates rather than to shrink or inflate all weights.
+(The teacher's span over its top `depth` is well under 1 — the normalisation is over its top 1000 — so
+scaling by the student's span alone asks for scores about half as spread: a pressure that shrinks weights.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from lsr.files import atomic_path
 from lsr.texts import document_text
 
 
+SCALE_RULE = "student span / teacher span"  # in the cache key: files made by an older rule are rewritten
+
+
 def teacher_records(dataset, teacher_run: dict, student_run: dict | None, depth: int, scale: float | None = None):
     """(records, scale): each query's top-`depth` teacher documents with scale × teacher score."""
     candidates = {}
@@ -31,15 +37,19 @@ def teacher_records(dataset, teacher_run: dict, student_run: dict | None, depth:
     if scale is None:
         if student_run is None:
             raise ValueError("give a scale or a student run to derive it from")
-        spans = []
+        student_spans, teacher_spans = [], []
         for qid, ranked in candidates.items():
-            own = [student_run.get(qid, {}).get(doc) for doc, _ in ranked]
-            own = [s for s in own if s is not None]
-            if len(own) >= 2:
-                spans.append(max(own) - min(own))
-        if not spans:
+            pairs = [(student_run.get(qid, {}).get(doc), score) for doc, score in ranked]
+            pairs = [(own, score) for own, score in pairs if own is not None]
+            if len(pairs) >= 2:
+                own, theirs = zip(*pairs)
+                student_spans.append(max(own) - min(own))
+                teacher_spans.append(max(theirs) - min(theirs))
+        if not student_spans:
             raise ValueError("the student run shares no candidates with the teacher run")
-        scale = float(np.mean(spans))
+        if not np.mean(teacher_spans) > 0:
+            raise ValueError("the teacher gives every shared candidate the same score: no scale to match")
+        scale = float(np.mean(student_spans) / np.mean(teacher_spans))
     records = [{"qid": qid, "query": dataset.queries[qid],
                 "docs": [document_text(dataset.corpus[doc]) for doc, _ in ranked],
                 "doc_ids": [doc for doc, _ in ranked],
@@ -73,7 +83,7 @@ def ensemble_teacher_file(out: str | os.PathLike, dataset_name: str = "nfcorpus"
     dataset = load_dataset(dataset_name, split)
     key = {"data": dataset_hash(dataset), "teacher": harness.system_key(harness.systems[teacher]),
            "student": harness.system_key(harness.systems[student]) if scale is None else None,
-           "depth": depth, "scale": scale}
+           "depth": depth, "scale": scale, "scale_rule": SCALE_RULE}
     meta = Path(f"{out}.meta.json")
     if Path(out).is_file() and meta.is_file():
         try:

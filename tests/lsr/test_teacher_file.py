@@ -15,14 +15,17 @@ def dataset():
     return SimpleNamespace(queries={"q1": "first", "q2": "second", "q3": "lonely"}, corpus=corpus)
 
 
-def test_top_depth_candidates_scaled_by_the_students_mean_span(dataset):
+def test_top_depth_candidates_scaled_to_spread_like_the_student(dataset):
     teacher = {"q1": {"d0": 0.2, "d1": 1.0, "d2": 0.0, "d3": 0.5}, "q2": {"d4": 1.0, "d0": 0.0}, "q3": {"d1": 1.0}}
     student = {"q1": {"d1": 30.0, "d3": 20.0, "d0": 26.0}, "q2": {"d4": 12.0, "d0": 8.0}}
     records, scale = teacher_records(dataset, teacher, student, depth=3)
-    assert scale == pytest.approx(((30 - 20) + (12 - 8)) / 2)
+    # mean student span over the kept candidates / mean teacher span over the same ones (q1: 1.0 - 0.2, q2: 1.0)
+    assert scale == pytest.approx(((30 - 20) + (12 - 8)) / 2 / ((0.8 + 1.0) / 2))
     assert [r["qid"] for r in records] == ["q1", "q2"]  # q3 has a single candidate: nothing to distil
     assert records[0]["doc_ids"] == ["d1", "d3", "d0"]
-    assert records[0]["scores"] == pytest.approx([7.0, 3.5, 1.4])
+    assert records[0]["scores"] == pytest.approx([scale * 1.0, scale * 0.5, scale * 0.2])
+    spans = [max(r["scores"]) - min(r["scores"]) for r in records]
+    assert sum(spans) / 2 == pytest.approx((10 + 4) / 2)  # the targets spread like the student's scores
     assert records[0]["docs"][0] == "document 1"
 
 
@@ -33,6 +36,8 @@ def test_explicit_scale_and_bad_inputs(dataset):
         teacher_records(dataset, {"q1": {"d0": 1.0}}, None, depth=10, scale=1.0)
     with pytest.raises(ValueError, match="scale or a student run"):
         teacher_records(dataset, {"q1": {"d0": 1.0, "d1": 0.5}}, None, depth=10)
+    with pytest.raises(ValueError, match="same score"):
+        teacher_records(dataset, {"q1": {"d0": 1.0, "d1": 1.0}}, {"q1": {"d0": 3.0, "d1": 1.0}}, depth=10)
     with pytest.raises(ValueError, match="shares no candidates"):
         teacher_records(dataset, {"q1": {"d0": 1.0, "d1": 0.5}}, {"q1": {"d4": 3.0}}, depth=10)
 
