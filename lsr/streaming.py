@@ -53,6 +53,53 @@ class Chunk:
     records: list  # (doc id, {"title", "text"})
 
 
+def id_hash(doc_id: str) -> int:
+    """64-bit hash of a document id (stable across processes, unlike `hash`)."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class SeenIds:
+    """The document ids met so far, for duplicate detection, in 8 bytes per id (a set of str costs about
+    90: 9 GB at 100M documents). Holds 64-bit hashes: the latest ones in a set (checked per id), older ones
+    in sorted runs that merge as they grow (O(log n) runs, checked per chunk with one vectorised lookup).
+    A hit means "maybe seen": the caller confirms it on the corpus, so a hash collision is no error."""
+
+    RECENT = 65536  # hashes kept in the set before they move to a sorted run
+
+    def __init__(self):
+        self._recent: set[int] = set()
+        self._pending: list[int] = []  # added since the last `check`, in order
+        self._runs: list[np.ndarray] = []
+
+    def add(self, doc_id: str) -> bool:
+        """Add `doc_id`; True when its hash is among the recent ones (a duplicate, or rarely another id's hash)."""
+        key = id_hash(doc_id)
+        self._pending.append(key)
+        if key in self._recent:
+            return True
+        self._recent.add(key)
+        return False
+
+    def check(self) -> np.ndarray:
+        """Positions, among the ids added since the last call, whose hash is in an older run (ascending)."""
+        keys = np.array(self._pending, dtype=np.uint64)
+        self._pending = []
+        hits = np.zeros(keys.shape[0], dtype=bool)
+        for run in self._runs:
+            at = np.minimum(np.searchsorted(run, keys), run.shape[0] - 1)
+            hits |= run[at] == keys
+        if len(self._recent) >= self.RECENT:
+            self._runs.append(np.sort(np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))))
+            self._recent = set()
+            while len(self._runs) > 1 and self._runs[-2].shape[0] <= self._runs[-1].shape[0]:  # binary counter
+                last = self._runs.pop()
+                self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]))
+        return np.flatnonzero(hits)
+
+    def nbytes(self) -> int:
+        return sum(run.nbytes for run in self._runs) + 8 * len(self._recent)
+
+
 class Corpus:
     """Documents of a JSONL(.gz) file, a BEIR folder, a mirrored BEIR name or an ir_datasets id, in order.
 
@@ -130,33 +177,50 @@ class Corpus:
         except DatasetError as error:
             raise CorpusError(str(error)) from None
 
-    def first_occurrence(self, doc_id: str) -> str:
-        for other, _, where in self:
+    def first_occurrence(self, doc_id: str, before: int | None = None) -> str | None:
+        """Where `doc_id` first occurs (among the first `before` documents when given), None if it does not."""
+        for row, (other, _, where) in enumerate(self):
+            if before is not None and row >= before:
+                break
             if other == doc_id:
                 return where
-        return "?"
+        return None
 
     def chunks(self, size: int, limit: int | None = None) -> Iterator[Chunk]:
         """Chunks of `size` documents (the last may be shorter), the first `limit` documents only when given.
         Duplicate ids are refused when met, naming both places."""
-        seen: set[str] = set()
+        seen = SeenIds()
         records: list = []
+        wheres: list[str] = []
+        checked = 0  # records of this chunk checked against the older ids
         number = first_row = row = 0
         for doc_id, document, where in self:
             if limit is not None and row >= limit:
                 break
-            if doc_id in seen:
-                raise CorpusError(f"{where}: duplicate document id {doc_id!r} (first at {self.first_occurrence(doc_id)})")
+            records.append((doc_id, document))
+            wheres.append(where)
+            if seen.add(doc_id):  # maybe a duplicate: refuse the first real one on this chunk's lines so far
+                self._refuse_duplicates(list(checked + seen.check()) + [len(records) - 1], first_row, records, wheres)
+                checked = len(records)
             if "\n" in doc_id or "\r" in doc_id:
                 raise CorpusError(f"{where}: document id {doc_id!r} contains a line break (index ids are one per line)")
-            seen.add(doc_id)
-            records.append((doc_id, document))
             row += 1
             if len(records) == size:
+                self._refuse_duplicates(checked + seen.check(), first_row, records, wheres)
                 yield Chunk(number, first_row, records)
-                number, first_row, records = number + 1, row, []
+                number, first_row, records, wheres, checked = number + 1, row, [], [], 0
         if records:
+            self._refuse_duplicates(checked + seen.check(), first_row, records, wheres)
             yield Chunk(number, first_row, records)
+
+    def _refuse_duplicates(self, positions, first_row: int, records: list, wheres: list[str]) -> None:
+        """A `CorpusError` for the first of these chunk positions (ascending) whose id occurs earlier in the
+        corpus; a position whose id does not is a hash collision, not a duplicate."""
+        for position in positions:
+            doc_id = records[position][0]
+            first = self.first_occurrence(doc_id, before=first_row + position)
+            if first is not None:
+                raise CorpusError(f"{wheres[position]}: duplicate document id {doc_id!r} (first at {first})")
 
 
 def _corpus_file(folder: Path) -> Path:

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from lsr.shards import ShardError, VectorShards, read_shard
-from lsr.streaming import BM25Corpus, CorpusError, build_index, encode_corpus, index_corpus
+from lsr import streaming
+from lsr.streaming import BM25Corpus, CorpusError, SeenIds, build_index, encode_corpus, index_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +124,48 @@ def test_duplicate_in_shard_7_of_9_keeps_finished_shards_then_resumes(tmp_path):
     encode_corpus(corpus, "bm25", tmp_path / "fresh", shard_size=2, progress=False)
     assert shard_hashes(folder) == shard_hashes(tmp_path / "fresh")
     assert (folder / "bm25-vocabulary.txt").read_bytes() == (tmp_path / "fresh" / "bm25-vocabulary.txt").read_bytes()
+
+
+def test_seen_ids_find_every_repeat_across_runs_in_8_bytes_per_id(monkeypatch):
+    monkeypatch.setattr(SeenIds, "RECENT", 1000)
+    seen = SeenIds()
+    rng = np.random.default_rng(0)
+    ids = [f"doc-{i}" for i in rng.permutation(20_000)]
+    checked = []
+    for start in range(0, len(ids), 700):  # chunks of 700: most older ids sit in sorted runs
+        assert not any(seen.add(doc_id) for doc_id in ids[start:start + 700])
+        checked.append(seen.check())
+    assert all(hits.size == 0 for hits in checked) and len(seen._runs) >= 2
+    assert seen.nbytes() == 8 * len(ids)
+    repeats = [ids[5], ids[19_999], "new", ids[10_000]]
+    at_once = [seen.add(doc_id) for doc_id in repeats]  # the latest ids are found per id ...
+    assert at_once == [False, True, False, False]
+    assert seen.check().tolist() == [0, 3]  # ... older ones by the chunk check
+
+
+def test_duplicate_found_in_older_runs_and_hash_collisions_are_not_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(SeenIds, "RECENT", 2)  # every finished chunk moves to the sorted runs
+    records = toy_records(12)
+    corpus = write_corpus(tmp_path / "corpus.jsonl", records)
+    encode_corpus(corpus, "bm25", tmp_path / "plain", shard_size=4, progress=False)
+    # every id with the same hash: each hit is checked on the corpus, none is a duplicate, same bytes
+    monkeypatch.setattr(streaming, "id_hash", lambda doc_id: 7)
+    encode_corpus(corpus, "bm25", tmp_path / "colliding", shard_size=4, progress=False)
+    assert shard_hashes(tmp_path / "colliding") == shard_hashes(tmp_path / "plain")
+    monkeypatch.undo()
+    monkeypatch.setattr(SeenIds, "RECENT", 2)
+    # line 9 repeats line 1 (an older run: seen at the chunk check), line 10 repeats line 9 (recent: seen at
+    # once); the earlier line is the one named, and the two finished shards are kept
+    records[8] = {**records[8], "_id": "d0"}
+    records[9] = {**records[9], "_id": "d0"}
+    write_corpus(corpus, records)
+    with pytest.raises(CorpusError, match=r"corpus.jsonl:9: duplicate document id 'd0' \(first at .*corpus.jsonl:1\)"):
+        encode_corpus(corpus, "bm25", tmp_path / "dup", shard_size=4, progress=False)
+    assert VectorShards.open(tmp_path / "dup").numbers() == [0, 1]
+    records[9] = {**records[9], "_id": "d9"}  # only the older-run duplicate is left: found at the chunk's end
+    write_corpus(corpus, records)
+    with pytest.raises(CorpusError, match=r"corpus.jsonl:9: duplicate document id 'd0' \(first at .*corpus.jsonl:1\)"):
+        encode_corpus(corpus, "bm25", tmp_path / "dup2", shard_size=4, progress=False)
 
 
 def test_changed_corpus_or_settings_refused(tmp_path):
