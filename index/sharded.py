@@ -122,7 +122,7 @@ class ShardedIndex:
         tmp = temporary_sibling(target, "tmp")
         tmp.mkdir()
         try:
-            built = []
+            types = []
             for number, batches in enumerate(parts):
                 builder = make_builder()
                 if not isinstance(builder, (IndexBuilder, BlockMaxIndexBuilder)):
@@ -132,10 +132,13 @@ class ShardedIndex:
                     raise ValueError("shard builders need a fixed 8-bit scale (scale=...), shared by all shards")
                 for vectors, ids in batches:
                     builder.add(vectors, ids)
-                built.append(builder.finish(tmp / shard_folder(number)))
-            index = cls(built)
+                # not kept open: loading checks a shard's arrays, so a kept shard stayed resident while the next
+                # ones built (the 1M-document block-max in 8 shards peaked at 6.1 GB RSS; docs/scaling.md)
+                types.append(type(builder.finish(tmp / shard_folder(number))))
+            index = cls([kind.load(tmp / shard_folder(n), verify=False) for n, kind in enumerate(types)])
             _check_unique_ids(index)
             index._write_manifest(tmp)
+            del index  # its shards' mappings, before the index is opened again from `target`
             _replace_folder(tmp, target)
         except BaseException:
             remove_path(tmp)

@@ -130,6 +130,31 @@ def test_fixed_scale_option():
         IndexBuilder(10, scale=0.0)
 
 
+def test_build_from_batches_holds_no_finished_shard_while_the_next_builds(tmp_path):
+    import gc
+    import weakref
+
+    vectors, ids, queries = tied_collection(seed=7)
+    scale = float(vectors.data.max()) / 255
+    finished = []
+
+    class Recording(BlockMaxIndexBuilder):
+        def finish(self, path=None):
+            index = super().finish(path)
+            finished.append(weakref.ref(index))
+            return index
+
+    def parts():
+        for start in (0, 500, 1000):
+            gc.collect()
+            assert all(ref() is None for ref in finished), "a finished shard is still open"
+            yield [(vectors[start : start + 500], ids[start : start + 500])]
+
+    built = ShardedIndex.build_from_batches(parts(), tmp_path / "idx", lambda: Recording(vectors.shape[1], 8, scale=scale))
+    assert len(finished) == 3 and built.n_shards == 3
+    assert_same(BlockMaxIndex.build(vectors, ids, block_size=8).search(queries, k=20), built.search(queries, k=20))
+
+
 def test_build_from_batches_on_disk(tmp_path):
     vectors, ids, queries = tied_collection(seed=6)
     scale = float(vectors.data.max()) / 255
