@@ -15,6 +15,7 @@ Peak RSS of a stage is read from /proc/self/status (VmHWM) after resetting it (/
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,7 +73,11 @@ def qps(args) -> None:
     queries = queries[: args.queries]
     shards = getattr(index, "shards", [index])
     print(f"{args.index}: {index.n_docs} documents, {index.n_postings} postings, {len(shards)} shard(s), "
-          f"{index.nbytes() / 1e6:.0f} MB in memory; {queries.shape[0]} NQ + HotpotQA questions")
+          f"{index.nbytes() / 1e6:.0f} MB in memory; {queries.shape[0]} NQ + HotpotQA questions; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    if len(shards) > 1:
+        print(f"  shard 0: {shards[0].n_docs} documents, {shards[0].n_postings} postings, "
+              f"{shards[0].nbytes() / 1e6:.0f} MB in memory")
     targets = [("whole index", index)] + ([("one shard alone (shard 0)", shards[0])] if len(shards) > 1 else [])
     for k in args.k:
         for label, target in targets:
@@ -144,7 +149,8 @@ def rss(args) -> None:
             except (OSError, ValueError, KeyError, TypeError):
                 pass
             print(f"t={now:7.1f}s docs={docs:8d} rss={total:7.0f} MB (file-backed {file_backed:6.0f} MB) "
-                  f"peak so far {peak_total:7.0f} MB, anonymous {peak_anon:7.0f} MB ({len(pids)} processes)", flush=True)
+                  f"peak so far {peak_total:7.0f} MB, anonymous {peak_anon:7.0f} MB ({len(pids)} processes) "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
         time.sleep(args.sample)
     print(f"exit {process.returncode}; peak RSS sampled every {args.sample} s over the command and its descendants: "
           f"{peak_total:.0f} MB, anonymous (not file-backed) {peak_anon:.0f} MB")
