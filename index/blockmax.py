@@ -200,6 +200,10 @@ class BlockMaxIndex:
         self.build_info = dict(build_info or {})
         self.path: Path | None = None
         self._local = threading.local()  # search buffers, one set per calling thread
+        # The planner's probe reads every PROBE_STRIDE-th block's maxima from a compact copy (derived, not saved).
+        self.probe_stride = planner.PROBE_STRIDE
+        self.probe_arrays = bk.probe_layout(self.bm_offsets, self.bm_blocks, self.bm_max, self.dense_max, self.n_blocks,
+                                            self.probe_stride)
 
     @classmethod
     def build(cls, vectors, doc_ids, block_size: int | str = "auto", reorder="auto", model_name=None,
@@ -252,13 +256,15 @@ class BlockMaxIndex:
         return int(self.dense_max.shape[0] // max(self.n_blocks, 1))
 
     def nbytes(self) -> int:
-        """Bytes of the arrays in memory (the saved folder adds doc ids and the manifest)."""
-        return sum(array.nbytes for array in self.arrays.values())
+        """Bytes of the arrays in memory (the saved folder adds doc ids and the manifest, and holds no probe copy)."""
+        return sum(self.layout_bytes().values())
 
     def layout_bytes(self) -> dict:
-        """Bytes of each layout: "blockmax" (blocks, bounds, forward index) and "exhaustive" (posting lists)."""
+        """Bytes in memory of each layout: "blockmax" (blocks, bounds, forward index), "exhaustive" (posting
+        lists) and "probe" (the planner's copy of every PROBE_STRIDE-th block's maxima, built on load)."""
         return {"blockmax": sum(self.arrays[name].nbytes for name in BLOCKMAX_ARRAYS),
-                "exhaustive": sum(self.arrays[name].nbytes for name in EXHAUSTIVE_ARRAYS)}
+                "exhaustive": sum(self.arrays[name].nbytes for name in EXHAUSTIVE_ARRAYS),
+                "probe": sum(array.nbytes for array in self.probe_arrays)}
 
     def search(self, query_vectors, k: int = 10, alpha: float = 1.0, beta: float = 1.0, threads: int | None = None,
                method: str = "auto"):
@@ -302,7 +308,8 @@ class BlockMaxIndex:
             np.float32(alpha), float(beta), k, kth_row, self.block_size, self.n_docs, self.order,
             self.bm_offsets, self.bm_blocks, self.bm_max, self.bm_post, self.bm_count, self.dense_row,
             self.dense_max, self.dense_slot, self.kth_levels, self.fw_offsets, self.fw_post_base, self.fw_terms,
-            self.fw_rel_end, self.fw_post, self.offsets, self.post_docs, self.post_weights,
+            self.fw_rel_end, self.fw_post, self.probe_stride, *self.probe_arrays, self.offsets, self.post_docs,
+            self.post_weights,
             planner.METHODS.index(method), planner.COSTS,
         )
         with numba_threads.workers(threads, batch.n_queries) as n_workers:

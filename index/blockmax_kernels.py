@@ -40,11 +40,13 @@ FIRST_FILL = 2  # ... and enough of them to hold FIRST_FILL * k documents, so th
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
 CHECK_EVERY = 32  # blocks scored between two checks of the remaining work against the budget
 # Work counters written by `search_one` (stats argument)
-STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED, STAT_PASSING = 0, 1, 2, 3, 4
-N_STATS = 5
-# The work budget given to `search_one` (limits argument, float64)
-LIMIT_BUDGET, LIMIT_BLOCK, LIMIT_POSTING, LIMIT_PRIOR_BLOCK, LIMIT_PASSING_SHARE, LIMIT_CANDIDATE_SHARE = range(6)
-N_LIMITS = 6
+STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED, STAT_PASSING, STAT_PROBE_BLOCKS = 0, 1, 2, 3, 4, 5
+N_STATS = 6
+# The work budget given to `search_one` (limits argument, float64): the budget (ns; np.inf: none), the cost of
+# a block (fixed + per query term) and of a posting, the estimated cost of the bounds, the share of the
+# candidates block-max typically scores, whether to probe first (1) or not (0), the prior cost of a block.
+LIMIT_BUDGET, LIMIT_BLOCK, LIMIT_POSTING, LIMIT_BOUNDS, LIMIT_CANDIDATE_SHARE, LIMIT_PROBE, LIMIT_PRIOR_BLOCK = range(7)
+N_LIMITS = 7
 
 
 @njit(cache=True)
@@ -254,12 +256,12 @@ def _prefetch_block(b, far, terms, rows, recorded, slot, n_blocks, dense_slot, b
 
 
 @njit(inline="always", cache=True)
-def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order, fw_offsets,
-                 fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k, stats):
-    """Score block b exactly (query terms in ascending order) and offer its documents to the heap; counts
-    the block and its postings in `stats`.
+def _accumulate_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, fw_offsets, fw_post_base, fw_terms,
+                      fw_rel_end, fw_post, acc, stats):
+    """Add block b's postings of the query terms (in ascending term order) into `acc` (one slot per document
+    of the block); counts the block and its postings in `stats`.
 
-    One function body, no calls: every call with array arguments costs atomic reference counting.
+    Inlined, like every helper of the search loop: a call with array arguments costs atomic reference counting.
     """
     base = fw_post_base[b]
     nq = terms.shape[0]
@@ -289,6 +291,14 @@ def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block
             v16 = fw_post[p]
             acc[v16 >> 8] += w * np.float32(v16 & 255)
     stats[STAT_BLOCKS] += 1
+
+
+@njit(inline="always", cache=True)
+def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order, fw_offsets,
+                 fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k, stats):
+    """Score block b exactly and offer its documents to the heap (returns its new size); see `_accumulate_block`."""
+    _accumulate_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, fw_offsets, fw_post_base, fw_terms,
+                      fw_rel_end, fw_post, acc, stats)
     first = b * block_size
     for d in range(min(block_size, n_docs - first)):
         score = acc[d]
@@ -330,22 +340,139 @@ def _over_budget(candidates, stats, limits):
 
 
 @njit(cache=True)
+def probe_layout(bm_offsets, bm_blocks, bm_max, dense_max, n_blocks, stride):
+    """Block maxima of every stride-th block (sampled block j = block j * stride), for `_probe`: dense rows
+    `ps_dense[r * n_sample + j]` and, for rare terms, lists `ps_offsets[t]:ps_offsets[t + 1]` of
+    `ps_blocks` (sample index j, ascending) and `ps_max` — about 1 / stride of the bounds' bytes."""
+    vocab_size = bm_offsets.shape[0] - 1
+    n_sample = (n_blocks + stride - 1) // stride
+    n_dense = dense_max.shape[0] // max(n_blocks, 1)
+    ps_dense = np.empty(n_dense * n_sample, dtype=np.uint8)
+    for r in range(n_dense):
+        for j in range(n_sample):
+            ps_dense[r * n_sample + j] = dense_max[np.int64(r) * n_blocks + j * stride]
+    ps_offsets = np.zeros(vocab_size + 1, dtype=np.int64)
+    for t in range(vocab_size):
+        n = 0
+        for e in range(bm_offsets[t], bm_offsets[t + 1]):
+            if bm_blocks[e] % stride == 0:
+                n += 1
+        ps_offsets[t + 1] = ps_offsets[t] + n
+    ps_blocks = np.empty(ps_offsets[-1], dtype=np.int32)
+    ps_max = np.empty(ps_offsets[-1], dtype=np.uint8)
+    pos = 0
+    for t in range(vocab_size):
+        for e in range(bm_offsets[t], bm_offsets[t + 1]):
+            if bm_blocks[e] % stride == 0:
+                ps_blocks[pos] = bm_blocks[e] // stride
+                ps_max[pos] = bm_max[e]
+                pos += 1
+    return ps_offsets, ps_blocks, ps_max, ps_dense
+
+
+@njit(cache=True)
+def _probe(terms, ws, rows, k, alpha, reuse, block_size, n_docs, order, stride, ps_offsets, ps_blocks, ps_max,
+           ps_dense, dense_slot, slot, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, n_blocks, acc,
+           heap_scores, heap_keys, heap_docs, scored, limits, stats):
+    """The planner's probe: Block-Max Pruning simulated on every stride-th block (a systematic sample, bounds
+    from `probe_layout`) with k / stride results (rounded, at least 1), whose last score estimates the full
+    search's k-th, so that stride x the blocks it scores estimates the blocks the full search scores.
+    Returns (n, size, worth): `worth` is False once the bounds plus that many blocks (each as costly as the
+    probe's so far) exceed the budget, or when the sample's highest-bound blocks that could be afforded
+    were all scored and the simulation had not finished.
+
+    With `reuse` (safe searches), the probe's documents also enter the search's heap (returns its `size`)
+    and the blocks it scored are listed in `scored[:n]`, so that the search continues from them; otherwise
+    (alpha < 1, where the result must be exactly Block-Max Pruning's) nothing is kept.
+    """
+    nq = terms.shape[0]
+    n_sample = (n_blocks + stride - 1) // stride
+    spare = limits[LIMIT_BUDGET] - limits[LIMIT_BOUNDS]
+    if spare <= 0:
+        return 0, 0, False
+    bounds = np.zeros(n_sample, dtype=np.float32)
+    for i in range(nq):
+        w = ws[i]
+        r = rows[i]
+        if r >= 0:
+            row = ps_dense[np.int64(r) * n_sample : np.int64(r + 1) * n_sample]
+            for j in range(n_sample):
+                bounds[j] += w * np.float32(row[j])
+        else:
+            for e in range(ps_offsets[terms[i]], ps_offsets[terms[i] + 1]):
+                bounds[ps_blocks[e]] += w * np.float32(ps_max[e])
+    # The sampled blocks the budget could pay for (twice over, at the prior cost of a block), highest bound first.
+    prior = stride * limits[LIMIT_PRIOR_BLOCK]
+    n_top = n_sample if prior <= 0 else max(1, int(min(float(n_sample), 2.0 * spare / prior + 1)))
+    top_ub = np.empty(n_top, dtype=np.float32)
+    top_blocks = np.empty(n_top, dtype=np.int64)
+    size_top = 0
+    n_positive = 0
+    for j in range(n_sample):
+        u = bounds[j]
+        if u > 0:
+            n_positive += 1
+            if size_top < n_top or u > top_ub[0]:
+                size_top = heap_push(top_ub, top_blocks, top_blocks, size_top, n_top, u, j, j)
+    if n_positive == 0:
+        return 0, 0, True
+    order_ub = np.empty(size_top, dtype=np.float32)
+    order_blocks = np.empty(size_top, dtype=np.int64)
+    heap_drain_sorted(top_ub, top_blocks, top_blocks, size_top, order_ub, order_blocks)  # decreasing bound
+    k_sample = max(1, (k + stride // 2) // stride)
+    sample_scores = np.empty(k_sample, dtype=np.float32)
+    sample_keys = np.empty(k_sample, dtype=np.int64)
+    n_kept = 0
+    size = 0
+    n = 0
+    work = np.zeros(N_STATS, dtype=np.int64)
+    finished = size_top == n_positive  # the whole sample is listed: the simulation ends with the list
+    worth = True
+    for position in range(size_top):
+        if n_kept == k_sample and sample_scores[0] > alpha * order_ub[position]:
+            finished = True
+            break
+        b = order_blocks[position] * stride
+        _accumulate_block(b, terms, ws, rows, False, slot, n_blocks, dense_slot, fw_offsets, fw_post_base, fw_terms,
+                          fw_rel_end, fw_post, acc, work)
+        first = b * block_size
+        for d in range(min(block_size, n_docs - first)):
+            score = acc[d]
+            if score > 0:
+                acc[d] = 0
+                key = order[first + d]
+                if n_kept < k_sample or score >= sample_scores[0]:
+                    n_kept = heap_push(sample_scores, sample_keys, sample_keys, n_kept, k_sample, score, key, key)
+                if reuse and (size < k or score >= heap_scores[0]):
+                    size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, key, key)
+        if reuse:
+            scored[n] = b
+            n += 1
+        per_block = limits[LIMIT_BLOCK] + limits[LIMIT_POSTING] * work[STAT_POSTINGS] / work[STAT_BLOCKS]
+        if stride * work[STAT_BLOCKS] * per_block > spare:
+            worth = False
+            break
+    stats[STAT_PROBE_BLOCKS] = work[STAT_BLOCKS]
+    return n, size, worth and finished
+
+
+@njit(cache=True)
 def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-               fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, ub, slot, acc, cand, cand_ub, bucket_start,
-               bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores, out_docs,
-               limits, stats):
+               fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
+               ps_dense, ub, slot, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores, heap_keys,
+               heap_docs, out_scores, out_docs, limits, stats):
     """Block-Max Pruning top-k of one query; returns the number of results written to out_*, or -1 when
-    the work left exceeded `budget` (see below) and the search was abandoned.
+    the work estimated exceeded the budget (see below) and the search was abandoned.
 
     Every buffer argument is per worker; `ub` and `slot` must be all zero on entry and are left so.
     `limits` (N_LIMITS float64) holds a budget (np.inf: none) and the cost estimates compared with it:
-    first, before any block is scored, the blocks whose bound passes the initial threshold times the share
-    of them block-max typically scores, times a prior cost per block; then, once the candidate blocks are
-    listed and every CHECK_EVERY scored blocks, the candidates whose bound still reaches the threshold
-    times the share of candidates typically scored, times the average cost of a block scored so far
-    (fixed + per posting). `stats` (N_STATS int64) receives the work done (candidates, blocks and postings
-    scored, abandoned, blocks passing the initial threshold).
+    first, when probing, before any bound of the full search is computed, `_probe`'s estimate (the
+    bounds plus stride x the blocks a block-max search of every stride-th block scores); then, once the
+    candidate blocks are listed and every CHECK_EVERY scored blocks, the candidates whose bound still
+    reaches the threshold times the share of candidates typically scored, times the average cost of a block
+    scored so far (fixed + per posting). `stats` (N_STATS int64) receives the work done (candidates, blocks
+    and postings scored, abandoned, blocks passing the initial threshold, blocks the probe scored).
     """
     terms, raw = _select_terms(q_terms, q_weights, beta)
     nq = terms.shape[0]
@@ -369,6 +496,17 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             v = ws[i] * np.float32(kth_levels[kth_row, terms[i]])
             if v > theta0:
                 theta0 = v
+    size = 0
+    n_probed = 0
+    if limits[LIMIT_PROBE] > 0:
+        # `cand` holds the probe's scored blocks until the bounds below are computed
+        n_probed, size, worth = _probe(terms, ws, rows, k, alpha, alpha >= 1, block_size, n_docs, order, probe_stride,
+                                       ps_offsets, ps_blocks, ps_max, ps_dense, dense_slot, slot, fw_offsets,
+                                       fw_post_base, fw_terms, fw_rel_end, fw_post, n_blocks, acc, heap_scores,
+                                       heap_keys, heap_docs, cand, limits, stats)
+        if not worth:
+            stats[STAT_ABANDONED] = 1
+            return -1
     # Bounds, term by term in ascending term order (as scores are summed): a vectorised pass over the
     # dense rows of frequent terms, a scatter for rare terms, which for short queries also records in
     # row i of `slot` where each block keeps term i (as `dense_slot` does for frequent terms), so scoring
@@ -388,6 +526,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             ub[b] += w * np.float32(bm_max[e])
             if recorded:
                 slot[row_start + b] = (bm_post[e] << np.uint32(8)) | np.uint32(bm_count[e])
+    for j in range(n_probed):  # scored by the probe: their documents are in the heap
+        ub[cand[j]] = 0
     # Phase 0: the blocks of highest bound (a small heap over one scan) are scored first; their
     # documents usually set a threshold close to the final one, which keeps the candidate list short.
     n_first = 0
@@ -399,13 +539,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             if n_first < n_first_max or u > heap_ub[0]:
                 n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, n_first_max, u, b, b)
     stats[STAT_PASSING] = n_passing
-    if n_passing * limits[LIMIT_PASSING_SHARE] * limits[LIMIT_PRIOR_BLOCK] > limits[LIMIT_BUDGET]:
-        ub[:] = 0
-        _clear_slots(terms, rows, recorded, slot, n_blocks, bm_offsets, bm_blocks)
-        stats[STAT_ABANDONED] = 1
-        return -1
     heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
-    size = 0
     for j in range(n_first):
         near = first_blocks[j + PREFETCH_AHEAD] if j + PREFETCH_AHEAD < n_first else -1
         far = first_blocks[j + 2 * PREFETCH_AHEAD] if j + 2 * PREFETCH_AHEAD < n_first else -1

@@ -43,7 +43,7 @@ METHODS = ("exhaustive", "blockmax", "auto")
 # Per-query outcome recorded in the plan: how the returned top-k was computed.
 PLAN_EXHAUSTIVE, PLAN_BLOCKMAX, PLAN_ABANDONED = 0, 1, 2  # abandoned: block-max started, exhaustive finished
 PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "passing", "candidates", "blocks_scored",
-               "postings_scored")
+               "postings_scored", "probe_blocks")
 
 # Cost model (nanoseconds; see the module doc). Fitted by non-negative least squares to per-query CPU times
 # of both algorithms on the tuning rows of wiki-100k, wiki-625k-bm25 and wiki-1m-sim (k = 10 and 1000;
@@ -58,17 +58,18 @@ BLOCK_NS = 181.0
 BLOCK_TERM_NS = 42.0
 BLOCK_POSTING_NS = 4.4
 BUDGET_FACTOR = 1.0
-# Shares of blocks block-max scores (medians on the tuning rows): of the blocks passing the initial threshold,
-# 0.047 at k = 10 and 0.33 at k = 1000 (PASSING_SHARE_10 x (k / 10) ^ PASSING_SHARE_EXPONENT); of the
-# candidates listed after the first blocks, 0.2 (the value that served both families and all three corpora
-# best when the planner's choices were replayed on the tuning measurements).
-PASSING_SHARE_10 = 0.047
-PASSING_SHARE_EXPONENT = 0.425
+# The probe simulates block-max on every PROBE_STRIDE-th block (`blockmax_kernels._probe`; the index keeps
+# those blocks' maxima apart, `probe_layout`). Indexes with fewer than PROBE_MIN_SAMPLE sampled blocks are not
+# probed (too small a sample to estimate from). PROBE = 0 turns the probe off.
+PROBE_STRIDE = 16
+PROBE_MIN_SAMPLE = 4
+PROBE = 1.0
+# Share of the candidates listed after the first blocks that block-max typically scores (the tail guard).
 CANDIDATE_SHARE = 0.2
-COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term", "block_posting", "budget",
-              "passing_share_10", "passing_share_exponent", "candidate_share")
+COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term", "block_posting", "budget", "probe",
+              "candidate_share")
 COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_TERM_NS, BLOCK_POSTING_NS,
-                  BUDGET_FACTOR, PASSING_SHARE_10, PASSING_SHARE_EXPONENT, CANDIDATE_SHARE])
+                  BUDGET_FACTOR, PROBE, CANDIDATE_SHARE])
 
 # Automatic block size: balances the cost of bounds (one per block and frequent query term, so ~ n_docs /
 # block size) against the cost of scoring a block (~ block size x postings per document); calibrated so
@@ -104,9 +105,9 @@ def _estimates(q_terms, offsets, bm_offsets, dense_row, n_docs, n_blocks, costs)
 @njit(cache=True)
 def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks,
                   bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base,
-                  fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights, method, costs, ub, slot, acc, cand,
-                  cand_ub, sorted_blocks, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats,
-                  limits, out_scores, out_docs, plan):
+                  fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max, ps_dense, offsets,
+                  post_docs, post_weights, method, costs, ub, slot, acc, cand, cand_ub, sorted_blocks, doc_acc,
+                  bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores, out_docs, plan):
     """One query by exhaustive TAAT (method 0), Block-Max Pruning (1) or the planner's choice (2); writes
     its plan row (PLAN_FIELDS) and returns the number of results."""
     postings, exhaustive_ns, bounds_ns = _estimates(terms, offsets, bm_offsets, dense_row, n_docs, ub.shape[0], costs)
@@ -124,18 +125,22 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
         limits[bk.LIMIT_BUDGET] = np.inf if method == 1 else costs[8] * exhaustive_ns
         limits[bk.LIMIT_BLOCK] = block_ns
         limits[bk.LIMIT_POSTING] = costs[7]
+        limits[bk.LIMIT_BOUNDS] = bounds_ns
+        limits[bk.LIMIT_CANDIDATE_SHARE] = costs[10]
         limits[bk.LIMIT_PRIOR_BLOCK] = prior_block_ns
-        limits[bk.LIMIT_PASSING_SHARE] = min(1.0, costs[9] * (k / 10.0) ** costs[10])
-        limits[bk.LIMIT_CANDIDATE_SHARE] = costs[11]
+        probe = method == 2 and costs[9] > 0 and probe_stride > 0 and n_blocks >= PROBE_MIN_SAMPLE * probe_stride
+        limits[bk.LIMIT_PROBE] = 1.0 if probe else 0.0
         count = bk.search_one(
             terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks, bm_max,
             bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base, fw_terms,
-            fw_rel_end, fw_post, ub, slot, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores,
-            heap_keys, heap_docs, out_scores, out_docs, limits, stats)
+            fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max, ps_dense, ub, slot, acc, cand, cand_ub,
+            bucket_start, bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores, out_docs, limits,
+            stats)
         plan[4] = stats[bk.STAT_PASSING]
         plan[5] = stats[bk.STAT_CANDIDATES]
         plan[6] = stats[bk.STAT_BLOCKS]
         plan[7] = stats[bk.STAT_POSTINGS]
+        plan[8] = stats[bk.STAT_PROBE_BLOCKS]
         if count >= 0:
             plan[0] = PLAN_BLOCKMAX
             return count
@@ -147,8 +152,9 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
 @njit(parallel=True, cache=True)
 def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                  bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights,
-                 method, costs, n_workers, ws_ub, ws_slot, ws_acc, ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
+                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
+                 ps_dense, offsets, post_docs, post_weights, method, costs, n_workers, ws_ub, ws_slot, ws_acc, ws_cand,
+                 ws_cand_ub, ws_sorted, ws_doc_acc):
     """Top-k of a batch of CSR queries over `n_workers` parallel workers (see `_search_query`). Returns
     docs, scores, counts and the plan (one row of PLAN_FIELDS per query).
 
@@ -173,18 +179,20 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
             out_counts[q] = _search_query(
                 q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                 bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-                fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights, method,
-                costs, ws_ub[worker], ws_slot[worker], ws_acc[worker], ws_cand[worker], ws_cand_ub[worker],
-                ws_sorted[worker], ws_doc_acc[worker], bucket_start, bucket_max, heap_scores, heap_keys, heap_docs,
-                stats, limits, out_scores[q], out_docs[q], plan[q])
+                fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
+                ps_dense, offsets, post_docs, post_weights, method, costs, ws_ub[worker], ws_slot[worker],
+                ws_acc[worker], ws_cand[worker], ws_cand_ub[worker], ws_sorted[worker], ws_doc_acc[worker],
+                bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores[q], out_docs[q],
+                plan[q])
     return out_docs, out_scores, out_counts, plan
 
 
 @njit(cache=True, nogil=True)
 def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                         bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-                        fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights,
-                        method, costs, ws_ub, ws_slot, ws_acc, ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
+                        fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks,
+                        ps_max, ps_dense, offsets, post_docs, post_weights, method, costs, ws_ub, ws_slot, ws_acc,
+                        ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
     """`search_batch` on the calling thread (workspace row 0), without numba's thread pool: fork-safe under
     any threading layer and concurrent from Python threads (no GIL held)."""
     n_queries = q_indptr.shape[0] - 1
@@ -204,8 +212,8 @@ def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_
         out_counts[q] = _search_query(
             q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs, order,
             bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-            fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, offsets, post_docs, post_weights, method,
-            costs, ws_ub[0], ws_slot[0], ws_acc[0], ws_cand[0], ws_cand_ub[0], ws_sorted[0], ws_doc_acc[0],
-            bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores[q], out_docs[q],
-            plan[q])
+            fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
+            ps_dense, offsets, post_docs, post_weights, method, costs, ws_ub[0], ws_slot[0], ws_acc[0], ws_cand[0],
+            ws_cand_ub[0], ws_sorted[0], ws_doc_acc[0], bucket_start, bucket_max, heap_scores, heap_keys, heap_docs,
+            stats, limits, out_scores[q], out_docs[q], plan[q])
     return out_docs, out_scores, out_counts, plan

@@ -52,20 +52,24 @@ def _costs(**changes):
     return costs
 
 
-@pytest.mark.parametrize("block_size,reorder", [(4, False), (16, "bp"), (32, "perm")])
-def test_every_plan_returns_what_its_algorithm_returns(block_size, reorder, monkeypatch):
+@pytest.mark.parametrize("block_size,reorder,probe_stride", [(4, False, 2), (16, "bp", 4), (32, "perm", 16)])
+def test_every_plan_returns_what_its_algorithm_returns(block_size, reorder, probe_stride, monkeypatch):
     docs, ids = _corpus(700, 160, seed=block_size)
     if reorder == "perm":
         reorder = np.random.default_rng(3).permutation(len(ids))
     queries = _queries(160, seed=block_size + 1)
     exact = InvertedIndex.build(docs, ids)
+    monkeypatch.setattr(planner, "PROBE_STRIDE", probe_stride)  # 22 blocks of 32: too few to probe every 16th
     index = BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=reorder)
     # Cost settings that force each outcome, then the calibrated ones: bounds dearer than any exhaustive
-    # search (always exhaustive), no budget (block-max abandoned once it has scored a block), free bounds
-    # and an unlimited budget (always block-max).
-    settings = [_costs(dense=1e9, sparse=1e9), _costs(budget=0.0), _costs(dense=0, sparse=0, scan=0, block=0, block_term=0, block_posting=0, budget=np.inf),
-                planner.COSTS]
+    # search (always exhaustive), no budget (abandoned by the probe or, without it, once a block is scored),
+    # free bounds and an unlimited budget (always block-max, after a probe whose documents and blocks safe
+    # searches reuse).
+    free = dict(dense=0, sparse=0, scan=0, block=0, block_term=0, block_posting=0, budget=np.inf)
+    settings = [_costs(dense=1e9, sparse=1e9), _costs(budget=0.0), _costs(**free),
+                _costs(budget=0.0, probe=0), planner.COSTS]
     seen = set()
+    probed = 0
     for costs in settings:
         monkeypatch.setattr(planner, "COSTS", costs)
         for k in (1, 10, 100, 1000):
@@ -75,11 +79,13 @@ def test_every_plan_returns_what_its_algorithm_returns(block_size, reorder, monk
             # Approximate knobs: each query gets exactly the result of the algorithm the plan names.
             plan = index.explain(queries, k=k, alpha=0.6, beta=0.7)["method"]
             seen.update(plan)
+            probed += int(index.explain(queries, k=k)["probe_blocks"].sum())
             auto = index.search(queries, k=k, alpha=0.6, beta=0.7)
             pruned = index.search(queries, k=k, alpha=0.6, beta=0.7, method="blockmax")
             for q, method in enumerate(plan):
                 assert _same(auto[q], pruned[q] if method == "blockmax" else expected[q])
     assert seen == {"exhaustive", "blockmax", "abandoned"}
+    assert (probed > 0) == (index.n_blocks >= planner.PROBE_MIN_SAMPLE * probe_stride)
 
 
 def test_explicit_methods_and_explain_fields():
@@ -93,7 +99,7 @@ def test_explicit_methods_and_explain_fields():
     assert set(index.explain(queries, k=10, method="blockmax")["method"]) == {"blockmax"}
     plan = index.explain(queries, k=10)
     assert set(plan) == {"method", "postings", "exhaustive_ns", "bounds_ns", "passing", "candidates", "blocks_scored",
-                         "postings_scored"}
+                         "postings_scored", "probe_blocks"}
     lengths = np.diff(index.offsets)
     assert plan["postings"].tolist() == [int(lengths[queries[q].indices].sum()) for q in range(queries.shape[0])]
     # block-max scores only blocks it has listed or scored first, and their postings only
@@ -112,7 +118,8 @@ def test_both_layouts_stored_and_counted(tmp_path):
         np.testing.assert_array_equal(getattr(index, name), getattr(exact, name))
     layouts = index.layout_bytes()
     assert layouts["exhaustive"] == exact.nbytes()
-    assert layouts["blockmax"] + layouts["exhaustive"] == index.nbytes()
+    assert layouts["blockmax"] + layouts["exhaustive"] + layouts["probe"] == index.nbytes()
+    assert 0 < layouts["probe"] < layouts["blockmax"]
     loaded = BlockMaxIndex.load(index.save(tmp_path / "bm"))
     queries = _queries(60, seed=8)
     for method in ("exhaustive", "auto"):
