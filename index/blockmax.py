@@ -204,6 +204,8 @@ class BlockMaxIndex:
         self.probe_stride = planner.PROBE_STRIDE
         self.probe_arrays = bk.probe_layout(self.bm_offsets, self.bm_blocks, self.bm_max, self.dense_max, self.n_blocks,
                                             self.probe_stride)
+        # Learned routes of safe method="auto" searches (`planner` module doc): timings of this process, not saved.
+        self.routes = planner.new_routes()
 
     @classmethod
     def build(cls, vectors, doc_ids, block_size: int | str = "auto", reorder="auto", model_name=None,
@@ -281,10 +283,13 @@ class BlockMaxIndex:
         return results[0] if single else results
 
     def explain(self, query_vectors, k: int = 10, alpha: float = 1.0, beta: float = 1.0, method: str = "auto"):
-        """How `search` answers each query (the plan is deterministic): a dict of per-query arrays —
-        "method" ("exhaustive", "blockmax", or "abandoned": block-max started, then the planner finished
-        exhaustively), "postings" (of the query terms), the planner's "exhaustive_ns" and "bounds_ns"
-        estimates, and block-max's "candidates", "blocks_scored" and "postings_scored"."""
+        """How `search` answers each query, answering it (so safe "auto" searches also add their timings to
+        the learned routes): a dict of per-query arrays — "method" ("exhaustive", "blockmax", or "abandoned":
+        block-max started, then the planner finished exhaustively), "route" (the method that answered: 0
+        exhaustive, 1 block-max, 2 the planner's checks; safe "auto" searches take their class's learned
+        route), "postings" (of the query terms), the planner's "exhaustive_ns" and
+        "bounds_ns" estimates, and block-max's "candidates", "blocks_scored", "postings_scored" and the
+        probe's "probe_blocks". Only approximate (alpha or beta < 1) and explicit methods are deterministic."""
         plan = self._run(query_vectors, k, alpha, beta, 1, method)[3]
         out = {name: plan[:, j] if name.endswith("_ns") else plan[:, j].astype(np.int64)
                for j, name in enumerate(planner.PLAN_FIELDS)}
@@ -310,7 +315,7 @@ class BlockMaxIndex:
             self.dense_max, self.dense_slot, self.kth_levels, self.fw_offsets, self.fw_post_base, self.fw_terms,
             self.fw_rel_end, self.fw_post, self.probe_stride, *self.probe_arrays, self.offsets, self.post_docs,
             self.post_weights,
-            planner.METHODS.index(method), planner.COSTS,
+            planner.METHODS.index(method), planner.COSTS, self.routes,
         )
         with numba_threads.workers(threads, batch.n_queries) as n_workers:
             if n_workers == 1:

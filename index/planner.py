@@ -22,6 +22,17 @@ BLOCK_POSTING_NS per posting. Three checks, each against the exhaustive estimate
 3. once the first, highest-bound blocks are scored and the candidates listed, and every few dozen blocks
    after: the candidates still above the threshold times CANDIDATE_SHARE times the average cost of the
    blocks scored so far — a flat bound distribution, where most blocks would have to be scored anyway.
+
+The estimates are only estimates: on real vectors at k = 100 and 1000, block-max was started (and then
+abandoned) for most queries, paying for bounds in vain. So safe searches (alpha = beta = 1) also learn from
+their own timings: per class of queries (k bucket x query-length bucket, `route_class`) the index keeps the
+moving average of each route's measured time over the query's exhaustive estimate — the checks above (the
+"planner"), exhaustive search straight away, and block-max without a budget — and sends each query by the
+fastest, except a few (the fewer the slower the route is), which take another route so that every average
+stays current.
+Approximate searches (alpha or beta < 1) are never routed by timings: which algorithm answers decides their
+result, which must not depend on history.
+
 Either way the result is what the algorithm that produced it returns: with alpha = beta = 1 identical
 to exhaustive search (ids, scores, tie order).
 
@@ -32,9 +43,12 @@ families, never the reported ones); see docs/benchmarks.md.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from . import blockmax_kernels as bk
 from . import kernels
@@ -43,7 +57,7 @@ METHODS = ("exhaustive", "blockmax", "auto")
 # Per-query outcome recorded in the plan: how the returned top-k was computed.
 PLAN_EXHAUSTIVE, PLAN_BLOCKMAX, PLAN_ABANDONED = 0, 1, 2  # abandoned: block-max started, exhaustive finished
 PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "passing", "candidates", "blocks_scored",
-               "postings_scored", "probe_blocks")
+               "postings_scored", "probe_blocks", "route")  # route: the learned route's method code (2: planner)
 
 # Cost model (nanoseconds; see the module doc). Fitted by non-negative least squares to per-query CPU times
 # of both algorithms on the tuning rows of wiki-100k, wiki-625k-bm25 and wiki-1m-sim (k = 10 and 1000;
@@ -70,6 +84,101 @@ COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term"
               "candidate_share")
 COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_TERM_NS, BLOCK_POSTING_NS,
                   BUDGET_FACTOR, PROBE, CANDIDATE_SHARE])
+
+# Learned routes of safe searches (module doc). A route is a method code (METHODS: 0 exhaustive, 1 block-max
+# without a budget, 2 the planner's checks). Classes: k <= 10, <= 100, <= 1000, more, times
+# floor(log2(query terms + 1)) capped at ROUTE_LENGTH_CLASSES - 1. A class's row of `new_routes()` holds, per
+# route r, the moving average of measured time / exhaustive estimate (column r), the queries timed (column
+# ROUTE_TIMED + r) and the class's query count when r last answered (ROUTE_LAST + r), then the queries seen.
+# Each route's first ROUTE_WARMUP queries of a class are timed before the averages decide; then the fastest
+# route answers, except that a slower route answers once (ROUTE_EXPLORE x (its average / the fastest's) ^ 2)
+# queries have passed since it last did (exploring costs at most 1 / (4 x ROUTE_EXPLORE) of the time, however
+# slow the route). ROUTE_WEIGHT is the moving average's weight of a new time, which counts at most ROUTE_CLIP x
+# the average (a preempted query).
+N_ROUTES = 3
+ROUTE_TIMED = N_ROUTES
+ROUTE_LAST = 2 * N_ROUTES
+ROUTE_SEEN = 3 * N_ROUTES
+ROUTE_K_CLASSES = 4
+ROUTE_LENGTH_CLASSES = 8
+ROUTE_WARMUP = 4
+ROUTE_EXPLORE = 32
+ROUTE_WEIGHT = 1.0 / 64.0
+ROUTE_CLIP = 8.0
+
+
+def new_routes() -> np.ndarray:
+    """Empty route statistics (one row per query class), as a `BlockMaxIndex` starts with."""
+    return np.zeros((ROUTE_K_CLASSES * ROUTE_LENGTH_CLASSES, 3 * N_ROUTES + 1), dtype=np.float64)
+
+
+# Linux: the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that the other jobs of a busy machine
+# do not time the routes; elsewhere the time-stamp counter (wall time, in cycles).
+_THREAD_CLOCK = sys.platform.startswith("linux")
+
+
+@intrinsic
+def _clock(typingctx):
+    """A clock for timing one query inside a kernel, in units that only need to be the same for every route."""
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        if not _THREAD_CLOCK:
+            counter = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=ir.FunctionType(i64, []))
+            return builder.call(counter, [])
+        timespec = ir.LiteralStructType([i64, i64])
+        fnty = ir.FunctionType(i32, [i32, timespec.as_pointer()])
+        clock_gettime = builder.module.globals.get("clock_gettime") or ir.Function(builder.module, fnty,
+                                                                                   "clock_gettime")
+        ts = builder.alloca(timespec)
+        builder.call(clock_gettime, [ir.Constant(i32, 3), ts])  # 3: CLOCK_THREAD_CPUTIME_ID
+        sec = builder.load(builder.gep(ts, [ir.Constant(i32, 0), ir.Constant(i32, 0)]))
+        nsec = builder.load(builder.gep(ts, [ir.Constant(i32, 0), ir.Constant(i32, 1)]))
+        return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+    return types.int64(), codegen
+
+
+@njit(cache=True)
+def route_class(k, n_terms):
+    """Route class of a query of `n_terms` terms at this k (row of the route statistics)."""
+    k_class = 0 if k <= 10 else (1 if k <= 100 else (2 if k <= 1000 else 3))
+    length_class = 0
+    n = n_terms + 1
+    while n > 1 and length_class < ROUTE_LENGTH_CLASSES - 1:
+        n >>= 1
+        length_class += 1
+    return k_class * ROUTE_LENGTH_CLASSES + length_class
+
+
+@njit(cache=True)
+def _choose_route(route):
+    """The route (method code) of the next query of a class, from its row of route statistics (counted here)."""
+    route[ROUTE_SEEN] += 1
+    for r in (2, 0, 1):
+        if route[ROUTE_TIMED + r] < ROUTE_WARMUP:
+            return r
+    best = 0
+    for r in range(1, N_ROUTES):
+        if route[r] < route[best]:
+            best = r
+    for r in range(N_ROUTES):
+        if r != best:
+            slower = route[r] / max(route[best], 1e-12)
+            if route[ROUTE_SEEN] - route[ROUTE_LAST + r] >= ROUTE_EXPLORE * slower * slower:
+                return r
+    return best
+
+
+@njit(cache=True)
+def _record_time(route, r, ratio):
+    """Add one query's time / exhaustive estimate to route r's moving average."""
+    n = route[ROUTE_TIMED + r]
+    if n >= ROUTE_WARMUP:
+        ratio = min(ratio, ROUTE_CLIP * route[r])
+    weight = max(ROUTE_WEIGHT, 1.0 / (n + 1.0))
+    route[r] += weight * (ratio - route[r])
+    route[ROUTE_TIMED + r] = n + 1.0
+    route[ROUTE_LAST + r] = route[ROUTE_SEEN]
+
 
 # Automatic block size: balances the cost of bounds (one per block and frequent query term, so ~ n_docs /
 # block size) against the cost of scoring a block (~ block size x postings per document); calibrated so
@@ -106,15 +215,48 @@ def _estimates(q_terms, offsets, bm_offsets, dense_row, n_docs, n_blocks, costs)
 def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks,
                   bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base,
                   fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max, ps_dense, offsets,
-                  post_docs, post_weights, method, costs, ub, slot, acc, cand, cand_ub, sorted_blocks, doc_acc,
-                  bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores, out_docs, plan):
-    """One query by exhaustive TAAT (method 0), Block-Max Pruning (1) or the planner's choice (2); writes
-    its plan row (PLAN_FIELDS) and returns the number of results."""
+                  post_docs, post_weights, method, costs, routes, ub, slot, acc, cand, cand_ub, sorted_blocks,
+                  doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores,
+                  out_docs, plan):
+    """One query by exhaustive TAAT (method 0), Block-Max Pruning (1) or the planner's choice (2: for safe
+    searches, by the route of the query's class in `routes`, `_choose_route`, which records its time; else
+    by the planner's checks); writes its plan row (PLAN_FIELDS) and returns the number of results."""
     postings, exhaustive_ns, bounds_ns = _estimates(terms, offsets, bm_offsets, dense_row, n_docs, ub.shape[0], costs)
     plan[1] = postings
     plan[2] = exhaustive_ns
     plan[3] = bounds_ns
     plan[0] = PLAN_EXHAUSTIVE
+    plan[9] = method
+    if not (method == 2 and alpha >= 1 and beta >= 1 and routes.shape[0] > 0):
+        return _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets,
+                           bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
+                           fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets,
+                           ps_blocks, ps_max, ps_dense, offsets, post_docs, post_weights, method, costs, postings,
+                           exhaustive_ns, bounds_ns, ub, slot, acc, cand, cand_ub, sorted_blocks, doc_acc,
+                           bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores,
+                           out_docs, plan)
+    route = routes[route_class(k, terms.shape[0])]
+    chosen = _choose_route(route)
+    plan[9] = chosen
+    start = _clock()
+    count = _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets,
+                        bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets,
+                        fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
+                        ps_dense, offsets, post_docs, post_weights, chosen, costs, postings, exhaustive_ns, bounds_ns,
+                        ub, slot, acc, cand, cand_ub, sorted_blocks, doc_acc, bucket_start, bucket_max, heap_scores,
+                        heap_keys, heap_docs, stats, limits, out_scores, out_docs, plan)
+    _record_time(route, chosen, (_clock() - start) / max(exhaustive_ns, 1.0))
+    return count
+
+
+@njit(cache=True)
+def _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks,
+                bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base,
+                fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max, ps_dense, offsets,
+                post_docs, post_weights, method, costs, postings, exhaustive_ns, bounds_ns, ub, slot, acc, cand,
+                cand_ub, sorted_blocks, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats,
+                limits, out_scores, out_docs, plan):
+    """The route of the module doc's three checks (method 2), or Block-Max Pruning (1) / exhaustive (0)."""
     n_blocks = ub.shape[0]
     # A block's cost: fixed, per query term (locating its postings: one cache miss each), per posting.
     block_ns = costs[5] + costs[6] * terms.shape[0]
@@ -153,8 +295,8 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
 def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                  bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                  fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
-                 ps_dense, offsets, post_docs, post_weights, method, costs, n_workers, ws_ub, ws_slot, ws_acc, ws_cand,
-                 ws_cand_ub, ws_sorted, ws_doc_acc):
+                 ps_dense, offsets, post_docs, post_weights, method, costs, routes, n_workers, ws_ub, ws_slot, ws_acc,
+                 ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
     """Top-k of a batch of CSR queries over `n_workers` parallel workers (see `_search_query`). Returns
     docs, scores, counts and the plan (one row of PLAN_FIELDS per query).
 
@@ -180,7 +322,7 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
                 q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                 bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
-                ps_dense, offsets, post_docs, post_weights, method, costs, ws_ub[worker], ws_slot[worker],
+                ps_dense, offsets, post_docs, post_weights, method, costs, routes, ws_ub[worker], ws_slot[worker],
                 ws_acc[worker], ws_cand[worker], ws_cand_ub[worker], ws_sorted[worker], ws_doc_acc[worker],
                 bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores[q], out_docs[q],
                 plan[q])
@@ -191,8 +333,8 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
 def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                         bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                         fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks,
-                        ps_max, ps_dense, offsets, post_docs, post_weights, method, costs, ws_ub, ws_slot, ws_acc,
-                        ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
+                        ps_max, ps_dense, offsets, post_docs, post_weights, method, costs, routes, ws_ub, ws_slot,
+                        ws_acc, ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
     """`search_batch` on the calling thread (workspace row 0), without numba's thread pool: fork-safe under
     any threading layer and concurrent from Python threads (no GIL held)."""
     n_queries = q_indptr.shape[0] - 1
@@ -213,7 +355,7 @@ def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_
             q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs, order,
             bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
             fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
-            ps_dense, offsets, post_docs, post_weights, method, costs, ws_ub[0], ws_slot[0], ws_acc[0], ws_cand[0],
-            ws_cand_ub[0], ws_sorted[0], ws_doc_acc[0], bucket_start, bucket_max, heap_scores, heap_keys, heap_docs,
-            stats, limits, out_scores[q], out_docs[q], plan[q])
+            ps_dense, offsets, post_docs, post_weights, method, costs, routes, ws_ub[0], ws_slot[0], ws_acc[0],
+            ws_cand[0], ws_cand_ub[0], ws_sorted[0], ws_doc_acc[0], bucket_start, bucket_max, heap_scores, heap_keys,
+            heap_docs, stats, limits, out_scores[q], out_docs[q], plan[q])
     return out_docs, out_scores, out_counts, plan

@@ -88,6 +88,44 @@ def test_every_plan_returns_what_its_algorithm_returns(block_size, reorder, prob
     assert (probed > 0) == (index.n_blocks >= planner.PROBE_MIN_SAMPLE * probe_stride)
 
 
+def test_learned_routes_answer_safe_queries_exactly():
+    """Safe "auto" searches go by the learned route of their class (warm-up: each route's first queries,
+    then the fastest, a slower one now and then); whatever the route, the answer is exhaustive search's.
+    Approximate searches never consult the routes."""
+    docs, ids = _corpus(400, 100, seed=11)
+    index = BlockMaxIndex.build(docs, ids, block_size=8)
+    query = _queries(100, seed=12)[5:6]  # 4 terms: route class (k <= 10, length 2)
+    row = planner.route_class(10, query.nnz)
+    expected = InvertedIndex.build(docs, ids).search(query, k=10)[0]
+    warm = planner.ROUTE_WARMUP
+    routes = [int(index.explain(query, k=10)["route"][0]) for _ in range(3 * warm)]
+    assert routes == [2] * warm + [0] * warm + [1] * warm  # planner's checks, exhaustive, block-max
+    stats = index.routes[row]
+    assert stats[planner.ROUTE_SEEN] == 3 * warm and np.all(stats[planner.ROUTE_TIMED:planner.ROUTE_LAST] == warm)
+    assert np.all(stats[: planner.N_ROUTES] > 0)  # measured times
+    assert np.count_nonzero(index.routes[:, planner.ROUTE_SEEN]) == 1  # no other class touched
+    # Fastest route by the averages answers; the others wait ROUTE_EXPLORE x (slowdown) ^ 2 queries.
+    for fastest, outcome in ((0, "exhaustive"), (1, "blockmax")):
+        index.routes[row, : planner.N_ROUTES] = 10.0
+        index.routes[row, fastest] = 1.0
+        index.routes[row, planner.ROUTE_LAST:planner.ROUTE_SEEN] = index.routes[row, planner.ROUTE_SEEN]
+        for _ in range(3):
+            plan = index.explain(query, k=10)
+            assert (plan["route"][0], plan["method"][0]) == (fastest, outcome)
+            assert _same(index.search(query, k=10)[0], expected)
+    index.routes[row, : planner.N_ROUTES] = [1.0, 1.25, 10.0]  # exhaustive fastest, block-max 1.25x slower
+    seen = index.routes[row, planner.ROUTE_SEEN]
+    index.routes[row, planner.ROUTE_LAST:planner.ROUTE_SEEN] = seen
+    wait = planner.ROUTE_EXPLORE * 1.25 ** 2
+    index.routes[row, planner.ROUTE_LAST + 1] = seen + 1 - wait  # block-max's turn comes with the next query
+    assert index.explain(query, k=10)["route"][0] == 1
+    assert index.explain(query, k=10)["route"][0] == 0
+    before = index.routes.copy()
+    assert index.explain(query, k=10, alpha=0.9)["route"][0] == 2  # approximate: the planner's checks
+    assert index.explain(query, k=10, method="blockmax")["route"][0] == 1
+    np.testing.assert_array_equal(index.routes, before)
+
+
 def test_explicit_methods_and_explain_fields():
     docs, ids = _corpus(300, 80, seed=5)
     queries = _queries(80, seed=6)
@@ -99,7 +137,7 @@ def test_explicit_methods_and_explain_fields():
     assert set(index.explain(queries, k=10, method="blockmax")["method"]) == {"blockmax"}
     plan = index.explain(queries, k=10)
     assert set(plan) == {"method", "postings", "exhaustive_ns", "bounds_ns", "passing", "candidates", "blocks_scored",
-                         "postings_scored", "probe_blocks"}
+                         "postings_scored", "probe_blocks", "route"}
     lengths = np.diff(index.offsets)
     assert plan["postings"].tolist() == [int(lengths[queries[q].indices].sum()) for q in range(queries.shape[0])]
     # block-max scores only blocks it has listed or scored first, and their postings only
