@@ -203,3 +203,29 @@ def test_real_splade_vectors_both_families():
         assert all(map(_same, exact.search(queries, k=k), index.search(queries, k=k)))
     methods = set(index.explain(queries, k=10)["method"]) | set(index.explain(queries, k=1000)["method"])
     assert "blockmax" in methods and methods & {"exhaustive", "abandoned"}
+
+
+def test_nfcorpus_bm25_every_route_and_plan(beir_mirror_path):
+    """Real vectors: BM25 of NFCorpus, all its queries. Safe "auto" searches (every learned route, from
+    warm-up to the settled choice) return exhaustive search's answer; approximate ones the result of the
+    algorithm their plan names."""
+    from lsr.eval import load_dataset
+    from lsr.eval.bm25 import BM25Vectors
+    from lsr.texts import document_text
+
+    dataset = load_dataset(beir_mirror_path / "nfcorpus")
+    bm25 = BM25Vectors.fit([document_text(doc) for doc in dataset.corpus.values()])
+    ids, queries = list(dataset.corpus), bm25.encode_queries(list(dataset.queries.values()))
+    index = BlockMaxIndex.build(bm25.doc_vectors, ids)
+    exact = InvertedIndex.build(bm25.doc_vectors, ids, "uint8", scale=index.scale)
+    routes = set()
+    for k in (10, 1000):
+        expected = exact.search(queries, k=k)
+        for _ in range(3):  # warm-up of every route, then the learned choice
+            routes.update(index.explain(queries, k=k)["route"].tolist())
+            assert all(map(_same, expected, index.search(queries, k=k)))
+        plan = index.explain(queries, k=k, alpha=0.8)["method"]
+        auto = index.search(queries, k=k, alpha=0.8)
+        pruned = index.search(queries, k=k, alpha=0.8, method="blockmax")
+        assert all(_same(auto[q], pruned[q] if m == "blockmax" else expected[q]) for q, m in enumerate(plan))
+    assert routes == {0, 1, 2}
