@@ -19,6 +19,7 @@ turns counts into Lucene BM25 weights shard by shard.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import gzip
 import hashlib
@@ -304,7 +305,29 @@ def splade_shard(model, chunk: Chunk, batch_size: int | None) -> tuple[bytes, di
     data = shard_bytes(vectors, ids, {"first_row": chunk.first_row})
     stats = {"nnz": int(vectors.nnz), "max_weight": float(vectors.data.max()) if vectors.nnz else 0.0,
              "info": {**encoding_info(model), "seconds": round(seconds, 3)}}
+    del vectors
+    release_freed_memory()
     return data, stats
+
+
+# Encoding RSS crept up with the documents encoded (splade-tiny, 2 workers: 2.1 -> 2.7 GB over 16k passages,
+# docs/scaling.md), for two reasons that a corpus's varying batch lengths trigger:
+ONEDNN_CACHE_CAPACITY = 64  # oneDNN (torch's CPU kernels) keeps one compiled primitive per input shape, 1024 by default
+
+
+def bound_encoder_memory() -> None:
+    """Cap oneDNN's primitive cache; effective before torch first runs a CPU kernel in this process. The same
+    kernels, so the same bits; a value the user set wins."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE_CAPACITY))
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc keeps them, and the next chunk's tensors of other
+    sizes rarely fit them); nothing where the C library has no `malloc_trim`."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 # ---- worker processes ------------------------------------------------------------------------------
@@ -312,6 +335,7 @@ _WORKER: dict = {}
 
 
 def _init_worker(model_source, overrides: dict, threads: int) -> None:
+    bound_encoder_memory()
     import torch
 
     torch.set_num_threads(threads)
@@ -355,6 +379,7 @@ def encode_corpus(corpus, model, folder, *, shard_size: int = DEFAULT_SHARD_SIZE
         model = BM25Model(**overrides)
     elif isinstance(model, (str, os.PathLike)):
         source = model
+        bound_encoder_memory()  # also inherited by worker processes and a local Ray cluster started from here
         model = load_model(model, **overrides)
     if isinstance(model, BM25Model):
         if workers != 1 or ray:

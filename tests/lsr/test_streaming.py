@@ -219,6 +219,17 @@ def test_worker_processes_write_the_same_bytes(splade_tiny_path, wiki_passages, 
     assert two.entry(0)["torch_threads"] == 1
 
 
+def test_encoder_workers_cap_onednn_cache_unless_the_user_set_it(splade_tiny_path, monkeypatch):
+    from lsr.streaming import ONEDNN_CACHE_CAPACITY, encoder_pool
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    with encoder_pool(str(splade_tiny_path), {}, 1, 1) as pool:
+        assert pool.submit(os.getenv, "ONEDNN_PRIMITIVE_CACHE_CAPACITY").result() == str(ONEDNN_CACHE_CAPACITY)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "3")
+    with encoder_pool(str(splade_tiny_path), {}, 1, 1) as pool:
+        assert pool.submit(os.getenv, "ONEDNN_PRIMITIVE_CACHE_CAPACITY").result() == "3"
+
+
 def test_kill_and_resume_gives_identical_vectors_and_searches(splade_tiny, splade_tiny_path, wiki_passages, tmp_path):
     """`lsr index --corpus` killed (SIGKILL) after a few shards, run again: same shard bytes, same searches."""
     output = tmp_path / "idx"
