@@ -8,6 +8,8 @@
     python scripts/measure_scaling.py qps --index runs/sim-bm8 --queries 1000
     # RSS of a streaming run (and its worker processes) against the documents it has encoded
     python scripts/measure_scaling.py rss --shards runs/idx.shards -- lsr index --corpus ... --output runs/idx
+    # RSS of one encoding process after each chunk (retained vs leaked memory)
+    python scripts/measure_scaling.py encoder-rss --model ../shared/models/splade-tiny --corpus passages.jsonl.gz
 
 Peak RSS of a stage is read from /proc/self/status (VmHWM) after resetting it (/proc/self/clear_refs).
 """
@@ -156,6 +158,40 @@ def rss(args) -> None:
           f"{peak_total:.0f} MB, anonymous (not file-backed) {peak_anon:.0f} MB")
 
 
+def encoder_rss(args) -> None:
+    """One process, one torch thread: encode chunks of the corpus with `lsr.streaming.splade_shard` and print
+    the RSS after each chunk and again after glibc's malloc_trim(0), to tell retained from leaked memory."""
+    import ctypes
+    import gc
+
+    import torch
+
+    from lsr.streaming import Corpus, load_model, splade_shard
+
+    def rss_anon() -> tuple[float, float]:
+        fields = {}
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "RssAnon:")):
+                fields[line.split(":")[0]] = int(line.split()[1]) / 1024
+        return fields["VmRSS"], fields["RssAnon"]
+
+    torch.set_num_threads(1)
+    libc = ctypes.CDLL(None)
+    model = load_model(args.model)
+    start = time.perf_counter()
+    print(f"ONEDNN_PRIMITIVE_CACHE_CAPACITY={os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY')}; "
+          f"start RSS {rss_anon()[0]:.0f} MB, load {os.getloadavg()[0]:.2f}", flush=True)
+    for chunk in Corpus(args.corpus).chunks(args.chunk, limit=args.docs):
+        splade_shard(model, chunk, None)
+        gc.collect()
+        before = rss_anon()
+        libc.malloc_trim(0)
+        after = rss_anon()
+        print(f"docs {chunk.first_row + len(chunk.records):6d} t={time.perf_counter() - start:7.1f}s RSS {before[0]:6.0f} MB "
+              f"(anonymous {before[1]:6.0f}); after malloc_trim {after[0]:6.0f} ({after[1]:6.0f}); "
+              f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +212,12 @@ def main() -> None:
     p.add_argument("--sample", type=float, default=0.2, help="seconds between RSS samples (peaks)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command")
     p.set_defaults(func=rss)
+    p = sub.add_parser("encoder-rss", help="RSS of one encoding process after each chunk, before / after malloc_trim")
+    p.add_argument("--model", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--docs", type=int, default=3000)
+    p.add_argument("--chunk", type=int, default=500)
+    p.set_defaults(func=encoder_rss)
     args = parser.parse_args()
     if getattr(args, "cmd", None) and args.cmd[0] == "--":
         args.cmd = args.cmd[1:]
