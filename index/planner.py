@@ -90,11 +90,12 @@ COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BL
 # floor(log2(query terms + 1)) capped at ROUTE_LENGTH_CLASSES - 1. A class's row of `new_routes()` holds, per
 # route r, the moving average of measured time / exhaustive estimate (column r), the queries timed (column
 # ROUTE_TIMED + r) and the class's query count when r last answered (ROUTE_LAST + r), then the queries seen.
-# Each route's first ROUTE_WARMUP queries of a class are timed before the averages decide; then the fastest
-# route answers, except that a slower route answers once (ROUTE_EXPLORE x (its average / the fastest's) ^ 2)
-# queries have passed since it last did (exploring costs at most 1 / (4 x ROUTE_EXPLORE) of the time, however
-# slow the route). ROUTE_WEIGHT is the moving average's weight of a new time, which counts at most ROUTE_CLIP x
-# the average (a preempted query).
+# Each route's first ROUTE_WARMUP queries of a class are timed before the averages decide (the very first is
+# not counted: cold buffers); then the fastest route answers, except that a slower route answers once
+# ROUTE_EXPLORE x (its average / the fastest's) ^ 2 x min(1, its timings / ROUTE_SETTLE) queries have passed
+# since it last did — often while its average rests on few timings, then rarely (exploring a settled route
+# costs at most 1 / (4 x ROUTE_EXPLORE) of the time, however slow it is). ROUTE_WEIGHT is the moving
+# average's weight of a new time, which counts at most ROUTE_CLIP x the average (a preempted query).
 N_ROUTES = 3
 ROUTE_TIMED = N_ROUTES
 ROUTE_LAST = 2 * N_ROUTES
@@ -103,6 +104,7 @@ ROUTE_K_CLASSES = 4
 ROUTE_LENGTH_CLASSES = 8
 ROUTE_WARMUP = 4
 ROUTE_EXPLORE = 32
+ROUTE_SETTLE = 16
 ROUTE_WEIGHT = 1.0 / 64.0
 ROUTE_CLIP = 8.0
 
@@ -163,7 +165,8 @@ def _choose_route(route):
     for r in range(N_ROUTES):
         if r != best:
             slower = route[r] / max(route[best], 1e-12)
-            if route[ROUTE_SEEN] - route[ROUTE_LAST + r] >= ROUTE_EXPLORE * slower * slower:
+            settled = min(1.0, route[ROUTE_TIMED + r] / ROUTE_SETTLE)
+            if route[ROUTE_SEEN] - route[ROUTE_LAST + r] >= ROUTE_EXPLORE * slower * slower * settled:
                 return r
     return best
 
@@ -171,11 +174,11 @@ def _choose_route(route):
 @njit(cache=True)
 def _record_time(route, r, ratio):
     """Add one query's time / exhaustive estimate to route r's moving average."""
-    n = route[ROUTE_TIMED + r]
+    n = route[ROUTE_TIMED + r]  # timings so far; the first one is not averaged (cold buffers)
     if n >= ROUTE_WARMUP:
         ratio = min(ratio, ROUTE_CLIP * route[r])
-    weight = max(ROUTE_WEIGHT, 1.0 / (n + 1.0))
-    route[r] += weight * (ratio - route[r])
+    if n >= 1:
+        route[r] += max(ROUTE_WEIGHT, 1.0 / n) * (ratio - route[r])
     route[ROUTE_TIMED + r] = n + 1.0
     route[ROUTE_LAST + r] = route[ROUTE_SEEN]
 

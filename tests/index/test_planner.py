@@ -116,7 +116,8 @@ def test_learned_routes_answer_safe_queries_exactly():
     index.routes[row, : planner.N_ROUTES] = [1.0, 1.25, 10.0]  # exhaustive fastest, block-max 1.25x slower
     seen = index.routes[row, planner.ROUTE_SEEN]
     index.routes[row, planner.ROUTE_LAST:planner.ROUTE_SEEN] = seen
-    wait = planner.ROUTE_EXPLORE * 1.25 ** 2
+    settled = min(1.0, index.routes[row, planner.ROUTE_TIMED + 1] / planner.ROUTE_SETTLE)  # few timings: sooner
+    wait = planner.ROUTE_EXPLORE * 1.25 ** 2 * settled
     index.routes[row, planner.ROUTE_LAST + 1] = seen + 1 - wait  # block-max's turn comes with the next query
     assert index.explain(query, k=10)["route"][0] == 1
     assert index.explain(query, k=10)["route"][0] == 0
