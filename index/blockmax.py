@@ -274,7 +274,8 @@ class BlockMaxIndex:
         (CSR / 2-D array) a list.
 
         `method`: "blockmax" (Block-Max Pruning), "exhaustive" (term-at-a-time over the posting lists, exact,
-        alpha and beta unused) or "auto" (the planner's choice per query; `explain` tells which).
+        alpha and beta unused) or "auto" (the planner's choice per query; safe searches by the route their
+        class of queries has learned from its timings, see `planner`; `explain` tells which).
         alpha = beta = 1: exact (rank-safe), the same ids, scores and tie order as exhaustive search;
         alpha < 1 stops once the k-th score beats alpha x the next block bound; beta < 1 keeps only the
         ceil(beta x n) heaviest query terms."""

@@ -16,9 +16,10 @@ BLOCK_POSTING_NS per posting. Three checks, each against the exhaustive estimate
 
 1. before anything: the bounds plus the blocks that must hold k documents (ceil(k / block size) blocks at
    the prior cost of a block) — else exhaustive;
-2. after the bounds, before any block is scored: the blocks whose bound passes the initial threshold (from
-   the per-term k-th largest levels) times the share of them block-max typically scores (grows with k)
-   — else block-max is abandoned and the query runs exhaustively;
+2. before the full bounds are computed, the probe (`blockmax_kernels._probe`): block-max simulated on every
+   PROBE_STRIDE-th block with k / PROBE_STRIDE results, so that PROBE_STRIDE x the blocks it scores
+   estimates the blocks the full search scores; the bounds plus those blocks — else block-max is abandoned
+   and the query runs exhaustively (safe searches continue from the blocks the probe scored);
 3. once the first, highest-bound blocks are scored and the candidates listed, and every few dozen blocks
    after: the candidates still above the threshold times CANDIDATE_SHARE times the average cost of the
    blocks scored so far — a flat bound distribution, where most blocks would have to be scored anyway.
