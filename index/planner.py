@@ -230,26 +230,20 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
     plan[2] = exhaustive_ns
     plan[3] = bounds_ns
     plan[0] = PLAN_EXHAUSTIVE
-    plan[9] = method
-    if not (method == 2 and alpha >= 1 and beta >= 1 and routes.shape[0] > 0):
-        return _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets,
-                           bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
-                           fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets,
-                           ps_blocks, ps_max, ps_dense, offsets, post_docs, post_weights, method, costs, postings,
-                           exhaustive_ns, bounds_ns, ub, slot, acc, cand, cand_ub, sorted_blocks, doc_acc,
-                           bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores,
-                           out_docs, plan)
-    route = routes[route_class(k, terms.shape[0])]
-    chosen = _choose_route(route)
+    # safe auto searches take their class's learned route and record its time; others run as asked
+    routed = method == 2 and alpha >= 1 and beta >= 1 and routes.shape[0] > 0
+    route_row = route_class(k, terms.shape[0]) if routed else 0
+    chosen = _choose_route(routes[route_row]) if routed else method
     plan[9] = chosen
-    start = _clock()
+    start = _clock() if routed else 0
     count = _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets,
                         bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets,
                         fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
                         ps_dense, offsets, post_docs, post_weights, chosen, costs, postings, exhaustive_ns, bounds_ns,
                         ub, slot, acc, cand, cand_ub, sorted_blocks, doc_acc, bucket_start, bucket_max, heap_scores,
                         heap_keys, heap_docs, stats, limits, out_scores, out_docs, plan)
-    _record_time(route, chosen, (_clock() - start) / max(exhaustive_ns, 1.0))
+    if routed:
+        _record_time(routes[route_row], chosen, (_clock() - start) / max(exhaustive_ns, 1.0))
     return count
 
 
