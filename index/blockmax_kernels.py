@@ -26,7 +26,7 @@ the score of any document of the block (float rounding is monotone).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .prefetch import prefetch
 from .topk import heap_drain_sorted, heap_push

@@ -7,7 +7,6 @@ input), so every index type breaks ties the same way whatever its internal docum
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 

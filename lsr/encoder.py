@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp

@@ -23,7 +23,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 
 from lsr.paths import shared_path
 
