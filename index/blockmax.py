@@ -24,7 +24,7 @@ from .collector import DocumentCollector
 from .quantize import quantize
 from .queries import as_query_batch
 from .reorder import reorder_documents
-from .results import SearchResult
+from .results import SearchResult, id_array
 from .storage import folder_bytes, load_folder, save_folder
 
 FORMAT_NAME = "lsr.blockmax"
@@ -194,6 +194,7 @@ class BlockMaxIndex:
         self.scale = float(scale)
         self.block_size = int(block_size)
         self.doc_ids = list(doc_ids)
+        self._id_array = id_array(self.doc_ids)
         self._vocab_size = int(vocab_size)
         self.model_name = model_name
         self.tokenizer_fingerprint = tokenizer_fingerprint
@@ -335,7 +336,7 @@ class BlockMaxIndex:
         return workspace
 
     def _result(self, doc_numbers: np.ndarray, scores: np.ndarray) -> SearchResult:
-        return SearchResult([self.doc_ids[d] for d in doc_numbers], scores, doc_numbers)
+        return SearchResult(self._id_array[doc_numbers].tolist(), scores, doc_numbers)
 
     def save(self, path: str | os.PathLike) -> Path:
         metadata = {

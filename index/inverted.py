@@ -13,7 +13,7 @@ from . import kernels, threads as numba_threads, validate
 from .collector import DocumentCollector
 from .queries import as_query_batch
 from .quantize import dequantize, quantize
-from .results import SearchResult
+from .results import SearchResult, id_array
 from .storage import folder_bytes, load_folder, save_folder
 
 FORMAT_NAME = "lsr.inverted"
@@ -120,6 +120,7 @@ class InvertedIndex:
         self.post_weights = post_weights
         self.scale = float(scale)
         self.doc_ids = list(doc_ids)
+        self._id_array = id_array(self.doc_ids)
         self.model_name = model_name
         self.tokenizer_fingerprint = tokenizer_fingerprint
         self.path: Path | None = None
@@ -209,7 +210,7 @@ class InvertedIndex:
         return workspace
 
     def _result(self, doc_numbers: np.ndarray, scores: np.ndarray) -> SearchResult:
-        return SearchResult([self.doc_ids[d] for d in doc_numbers], scores, doc_numbers)
+        return SearchResult(self._id_array[doc_numbers].tolist(), scores, doc_numbers)
 
     def save(self, path: str | os.PathLike) -> Path:
         arrays = {"offsets": self.offsets, "post_docs": self.post_docs, "post_weights": self.post_weights}

