@@ -27,6 +27,8 @@ from pathlib import Path
 from lsr.paths import shared_path
 
 TEACHER_FILE = "teacher_nfcorpus_train.jsonl"
+INFERENCE_FREE_TEACHER_FILE = "teacher_nfcorpus_train_inference_free.jsonl"
+TEACHER_DEPTH = 32  # the teacher's top documents kept per train query
 THREADS = 1  # torch threads of training: the other core stays free for measurements
 BASE = {
     "model": {"path": None, "dropout": 0.0},  # dropout 0: batch sparsity is the saved model's (target mode)
@@ -145,14 +147,49 @@ def harness_point(name: str, system: str, test, cache: Path) -> dict:
             "doc_max_length": None, "produced_on": produced_on(), "machine": machine()}
 
 
-def baselines(model: str, test, cache: Path) -> dict:
+def idf_query_model(model: str, corpus):
+    """Untrained splade-tiny documents with IDF query weights over `corpus` (the inference-free runs' start)."""
     from lsr.inference_free import QueryTable
     from lsr.model import SparseModel
     from lsr.texts import document_text
 
     untrained = SparseModel.from_pretrained(model)
-    table = QueryTable.from_corpus(untrained.tokenizer, [document_text(d) for d in test.corpus.values()])
-    idf_queries = SparseModel(untrained.doc_tower, table, untrained.settings, source=untrained.source)
+    table = QueryTable.from_corpus(untrained.tokenizer, [document_text(d) for d in corpus.values()])
+    return SparseModel(untrained.doc_tower, table, untrained.settings, source=untrained.source)
+
+
+def inference_free_teacher(out: Path, model: str, cache: Path) -> Path:
+    """The teacher file for inference-free students: the same teacher, its scale matched to *their* scores.
+
+    The shared file's scale makes the targets spread like the siamese student's scores (19.42); an
+    untrained inference-free student's scores over the same candidates spread ~1.5x more (IDF query weights
+    are larger than SPLADE's), so with that file KL asks its document weights to shrink — the runs of
+    2026-12-02 lost non-zeros faster than their targets asked and ended below their own starting point."""
+    from lsr.eval import load_dataset
+    from lsr.eval.harness import Harness, evaluate_model
+    from lsr.training.teacher_file import ensemble_teacher_file, teacher_records
+
+    path = out / INFERENCE_FREE_TEACHER_FILE
+    scale_file = out / "inference_free_teacher_scale.json"
+    if not scale_file.is_file():
+        train = load_dataset("nfcorpus", "train")
+        student = evaluate_model(idf_query_model(model, train.corpus), train, ["nDCG@10"],
+                                 system="splade-tiny docs + IDF queries (scale)", cache_dir=cache).run
+        harness = Harness(cache)
+        teacher = harness.output(harness.systems["hybrid-linear"], train).run
+        scale = teacher_records(train, teacher, student, depth=TEACHER_DEPTH)[1]
+        write_json(scale_file, {"scale": scale, "student": "splade-tiny docs + IDF queries, untrained"})
+    scale = json.loads(scale_file.read_text())["scale"]
+    print("inference-free teacher", ensemble_teacher_file(path, "nfcorpus", "train", depth=TEACHER_DEPTH, scale=scale,
+                                                          cache_dir=cache))
+    return path
+
+
+def baselines(model: str, test, cache: Path) -> dict:
+    from lsr.model import SparseModel
+
+    untrained = SparseModel.from_pretrained(model)
+    idf_queries = idf_query_model(model, test.corpus)
     return {
         "bm25": lambda: harness_point("bm25", "BM25 (lsr.eval.bm25)", test, cache),
         "teacher": lambda: harness_point("hybrid-linear", "teacher: hybrid-linear (splade-tiny + MiniLM)", test, cache),
@@ -172,7 +209,7 @@ def run_all(out: Path, names: list[str], model: str) -> None:
     cache = out / "harness-cache"
     out.mkdir(parents=True, exist_ok=True)
     teacher = out / TEACHER_FILE
-    print("teacher", ensemble_teacher_file(teacher, "nfcorpus", "train", cache_dir=cache))  # reused when current
+    print("teacher", ensemble_teacher_file(teacher, "nfcorpus", "train", depth=TEACHER_DEPTH, cache_dir=cache))  # reused when current
     for name, compute in baselines(model, test, cache).items():
         target = out / name / "result.json"
         if not target.is_file():
@@ -187,7 +224,9 @@ def run_all(out: Path, names: list[str], model: str) -> None:
             if name in ZERO_SHOT_RUNS:
                 zero_shot(target, lambda: load_model(out / name / "train" / json.loads(target.read_text())["checkpoint"]), cache)
             continue
-        raw = merged(merged(BASE, {"model": {"path": model}, "data": {"jsonl": str(teacher)}}), RUNS[name])
+        inference_free = RUNS[name].get("model", {}).get("kind") == "inference_free"
+        records = inference_free_teacher(out, model, cache) if inference_free else teacher
+        raw = merged(merged(BASE, {"model": {"path": model}, "data": {"jsonl": str(records)}}), RUNS[name])
         raw["output_dir"] = str(out / name / "train")
         start, cpu_start, at_start = time.perf_counter(), time.process_time(), machine()
         trainer = Trainer(TrainConfig.from_dict(raw))

@@ -94,10 +94,11 @@ def ensemble_teacher_file(out: str | os.PathLike, dataset_name: str = "nfcorpus"
             return summary
     teacher_run = harness.output(harness.systems[teacher], dataset).run
     student_run = harness.output(harness.systems[student], dataset).run if scale is None else None
+    student_for_scale = student if scale is None else None  # a given scale: no student was consulted
     records, scale = teacher_records(dataset, teacher_run, student_run, depth, scale)
     write_records(out, records)
     summary = json.loads(json.dumps({"dataset": dataset.name, "teacher": harness.systems[teacher].to_dict(),
-                                     "student_for_scale": student, "depth": depth, "scale": scale,
+                                     "student_for_scale": student_for_scale, "depth": depth, "scale": scale,
                                      "queries": len(records), "key": key}))  # as it reads back
     with atomic_path(meta) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
