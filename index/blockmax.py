@@ -37,6 +37,7 @@ BLOCKMAX_ARRAYS = (
 )
 EXHAUSTIVE_ARRAYS = ("offsets", "post_docs", "post_weights")  # `InvertedIndex`'s layout, build-input order
 ARRAYS = BLOCKMAX_ARRAYS + EXHAUSTIVE_ARRAYS
+_KTH = tuple(int(kth) for kth in bk.KTH)
 
 
 class BlockMaxIndexBuilder:
@@ -207,6 +208,15 @@ class BlockMaxIndex:
                                             self.probe_stride)
         # Learned routes of safe method="auto" searches (`planner` module doc): timings of this process, not saved.
         self.routes = planner.new_routes()
+        # The index's part of every kernel call, gathered once: a search is often one short query, and the
+        # Python work around the kernel runs on caches the kernel has just flushed.
+        self._kernel_arrays = (
+            self.block_size, self.n_docs, self.order, self.bm_offsets, self.bm_blocks, self.bm_max, self.bm_post,
+            self.bm_count, self.dense_row, self.dense_max, self.dense_slot, self.kth_levels, self.fw_offsets,
+            self.fw_post_base, self.fw_terms, self.fw_rel_end, self.fw_post, self.probe_stride, *self.probe_arrays,
+            self.offsets, self.post_docs, self.post_weights,
+        )
+        self._scale32 = np.float32(self.scale)
 
     @classmethod
     def build(cls, vectors, doc_ids, block_size: int | str = "auto", reorder="auto", model_name=None,
@@ -308,17 +318,9 @@ class BlockMaxIndex:
         batch, single = as_query_batch(query_vectors, self.vocab_size)
         k = int(min(k, max(self.n_docs, 1)))
         # Smallest stored kth >= k gives a valid lower bound on the k-th score; none: start from 0.
-        fits = np.nonzero(bk.KTH >= k)[0]
-        kth_row = int(fits[0]) if fits.size else -1
-        arguments = (
-            batch.indptr, batch.indices, batch.data, np.float32(self.scale),
-            np.float32(alpha), float(beta), k, kth_row, self.block_size, self.n_docs, self.order,
-            self.bm_offsets, self.bm_blocks, self.bm_max, self.bm_post, self.bm_count, self.dense_row,
-            self.dense_max, self.dense_slot, self.kth_levels, self.fw_offsets, self.fw_post_base, self.fw_terms,
-            self.fw_rel_end, self.fw_post, self.probe_stride, *self.probe_arrays, self.offsets, self.post_docs,
-            self.post_weights,
-            planner.METHODS.index(method), planner.COSTS, self.routes,
-        )
+        kth_row = next((row for row, kth in enumerate(_KTH) if kth >= k), -1)
+        arguments = (batch.indptr, batch.indices, batch.data, self._scale32, np.float32(alpha), float(beta), k,
+                     kth_row, *self._kernel_arrays, planner.METHODS.index(method), planner.COSTS, self.routes)
         with numba_threads.workers(threads, batch.n_queries) as n_workers:
             if n_workers == 1:
                 docs, scores, counts, plan = planner.search_batch_serial(*arguments, *self._workspace(1))
