@@ -243,6 +243,30 @@ def latencies(fn, n):
     return wall * 1e3, cpu * 1e3
 
 
+CHUNK = 100  # queries per turn of the interleaved passes
+
+
+def interleaved_latencies(fns, n):
+    """`latencies` of several engines over the same n queries, taken in turns: the queries in chunks of CHUNK,
+    each chunk run by every engine, the engine that starts rotating from chunk to chunk. Slow changes of the
+    machine (another job's phases, frequency) then hit every engine alike, so ratios within a cell are
+    measured on the same conditions; one chunk's postings are far larger than the CPU caches, so an engine
+    gains nothing from the one before it. Returns [(wall ms, cpu ms)] per engine, in the order of `fns`."""
+    for fn in fns:
+        for i in range(min(n, WARMUP)):
+            fn(i)
+    wall, cpu = np.empty((len(fns), n)), np.empty((len(fns), n))
+    for turn, first in enumerate(range(0, n, CHUNK)):
+        for e in np.roll(np.arange(len(fns)), -turn):
+            fn = fns[e]
+            for i in range(first, min(first + CHUNK, n)):
+                start, start_cpu = time.perf_counter(), time.thread_time()
+                fn(i)
+                cpu[e, i] = time.thread_time() - start_cpu
+                wall[e, i] = time.perf_counter() - start
+    return [(wall[e] * 1e3, cpu[e] * 1e3) for e in range(len(fns))]
+
+
 def recall(exact, got_numbers, k):
     hits = [len(set(a.doc_numbers[:k]) & set(b)) / max(min(k, len(a.doc_numbers)), 1)
             for a, b in zip(exact, got_numbers) if len(a.doc_numbers)]
@@ -364,13 +388,16 @@ def bench_corpus(name, data, args, report):
         rows = [queries[i] for i in range(queries.shape[0])]
         for k in args.k:
             truth[family, k] = exact.search(queries, k=k, threads=args.threads)
-            for engine, setting, searcher, knobs in ours:
-                out = [None] * len(rows)
+            outs = [[None] * len(rows) for _ in ours]
 
+            def caller(searcher, knobs, out):
                 def one(i):
                     out[i] = searcher.search(rows[i], k=k, threads=1, **knobs)[0]  # a one-row batch
+                return one
 
-                lat = latencies(one, len(rows))
+            lats = interleaved_latencies([caller(searcher, knobs, out) for (_, _, searcher, knobs), out
+                                          in zip(ours, outs)], len(rows))
+            for (engine, setting, searcher, knobs), out, lat in zip(ours, outs, lats):
                 got = [r.doc_numbers for r in out]
                 batch1 = batch = plan = None
                 if setting in ("exact", "auto"):  # batch calls: the default and the exhaustive index
