@@ -4,6 +4,7 @@ fine-tune, each sparsifier in target mode at several document non-zero targets, 
     nice -n 10 .venv/bin/python scripts/train_sweep.py --out runs/sweep256                    # all runs (resumable)
     nice -n 10 .venv/bin/python scripts/train_sweep.py --out runs/sweep256 --runs finetune    # some of them
     .venv/bin/python scripts/train_sweep.py --out runs/sweep256 --report docs                  # table, plot, records
+    .venv/bin/python scripts/train_sweep.py --out runs/sweep256 --compare finetune_flops@3.3   # paired tests
 
 Recipe (every run): splade-tiny distilled with KL from a heterogeneous ensemble teacher — splade-tiny and
 all-MiniLM-L6-v2, each min-max normalised per query, averaged (`hybrid-linear` of the evaluation harness) —
@@ -350,14 +351,43 @@ def report(out: Path, docs: Path) -> None:
     print("\n".join(lines))
 
 
+def compare(out: Path, names: list[str], model: str) -> None:
+    """Paired significance (t-test and randomization, Holm-corrected; `lsr.eval.significance`) of the runs'
+    per-query NFCorpus test nDCG@10 against each other and the two untrained baselines, through the harness
+    (encodings come from the sweep's cache)."""
+    from lsr.eval import load_dataset
+    from lsr.eval.harness import Harness
+    from lsr.model import SparseModel
+
+    test = load_dataset("nfcorpus", "test")
+    harness = Harness(out / "harness-cache", {}, k=1000)
+    models = {"splade-tiny untrained (doc length 256)": SparseModel.from_pretrained(model),
+              "splade-tiny docs + IDF queries, untrained": idf_query_model(model, test.corpus)}
+    for name in names:
+        record = json.loads((out / name / "result.json").read_text())
+        models[name] = SparseModel.from_pretrained(str(out / name / "train" / record["checkpoint"]))
+    for name, sparse_model in models.items():
+        harness.add_model(name, sparse_model, "uint8", None)
+    report = harness.evaluate(list(models), [test], ["nDCG@10"])
+    print("| a | b | nDCG@10 a − b | p (paired t) | p (randomization) | Holm-corrected p (t / rand.) |")
+    print("|---|---|---|---|---|---|")
+    for c in report["comparisons"]:
+        print(f"| {c['a']} | {c['b']} | {c['delta']:+.4f} | {c['p_ttest']:.3f} | {c['p_randomization']:.3f} | "
+              f"{c['p_ttest_holm']:.3f} / {c['p_randomization_holm']:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/sweep256")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--model", default=str(shared_path("models", "splade-tiny")))
     parser.add_argument("--report", help="only write the table, the plot and the run records into this folder")
+    parser.add_argument("--compare", nargs="+", metavar="RUN", help="only the paired significance of these finished "
+                        "runs against each other and the untrained baselines")
     args = parser.parse_args()
-    if args.report:
+    if args.compare:
+        compare(Path(args.out), args.compare, args.model)
+    elif args.report:
         report(Path(args.out), Path(args.report))
     else:
         run_all(Path(args.out), args.runs, args.model)
