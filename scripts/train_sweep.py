@@ -231,7 +231,6 @@ def run_all(out: Path, names: list[str], model: str) -> None:
         raw["output_dir"] = str(out / name / "train")
         start, cpu_start, at_start = time.perf_counter(), time.process_time(), machine()
         trainer = Trainer(TrainConfig.from_dict(raw))
-        first_step = trainer.step
         history = trainer.train()["history"]
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         # a dev-selected run is judged by its best dev checkpoint, the others by their last
@@ -239,7 +238,7 @@ def run_all(out: Path, names: list[str], model: str) -> None:
         result = evaluate(load_model(out / name / "train" / chosen), test, name, cache)
         logs = [h for h in history if "loss" in h]
         # the time of this process only: a resumed run's earlier steps ran in another one
-        result.update(steps=trainer.step, checkpoint=chosen, resumed_from_step=first_step,
+        result.update(steps=trainer.step, checkpoint=chosen, resumed_from_step=trainer.resumed_from,
                       train_wall_seconds_this_process=round(wall, 1), train_cpu_seconds_this_process=round(cpu, 1),
                       train_machine={"start": at_start, "end": machine()},
                       dev=[h for h in history if "dev_ndcg@10" in h], config=raw, last_train_log=logs[-1] if logs else None)

@@ -141,6 +141,7 @@ class Trainer:
             optimizer, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1 - s / max(cfg.max_steps, 1)))
             for optimizer in self.optimizers]
         self.step = 0
+        self.resumed_from = 0  # the step `train` continued from (a checkpoint), 0 for a fresh run
         self.best = -math.inf
         self.history: list[dict] = []
 
@@ -259,6 +260,7 @@ class Trainer:
         cfg = self.cfg
         if (self.out / CHECKPOINT).is_file():
             self._load_checkpoint()  # refuses a checkpoint trained with other settings
+        self.resumed_from = self.step
         cfg.save(self.out / "config.yaml")
         stream = batches(self.source, cfg.batch_size, cfg.data.n_negatives, cfg.seed, cfg.data.shuffle_buffer,
                          start=self.step * cfg.grad_accumulation)
