@@ -126,6 +126,11 @@ def test_learned_routes_answer_safe_queries_exactly():
     assert index.explain(query, k=10, alpha=0.9)["route"][0] == 2  # approximate: the planner's checks
     assert index.explain(query, k=10, method="blockmax")["route"][0] == 1
     np.testing.assert_array_equal(index.routes, before)
+    # A near tie goes to exhaustive: block-max must be ROUTE_MARGIN faster on average to be the route.
+    for blockmax_ratio, fastest in ((1.0 - planner.ROUTE_MARGIN / 2, 0), (1.0 - 2 * planner.ROUTE_MARGIN, 1)):
+        index.routes[row, : planner.N_ROUTES] = [1.0, blockmax_ratio, 10.0]
+        index.routes[row, planner.ROUTE_LAST:planner.ROUTE_SEEN] = index.routes[row, planner.ROUTE_SEEN]
+        assert index.explain(query, k=10)["route"][0] == fastest
 
 
 def test_explicit_methods_and_explain_fields():
