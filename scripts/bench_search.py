@@ -25,8 +25,8 @@ with default arguments: automatic block size, BP order) searched with method="au
 Seismic indexes are cached under .cache/bench keyed by the content hash of the vectors and their parameters.
 
 Reported per (corpus, family, k, engine, setting): p50 / p99 single-query latency (one thread, one call per
-query through the engine's Python API, after one untimed pass), QPS on one thread (1 / mean latency), batch
-QPS on --threads threads, recall@k against our exhaustive index, bytes, build seconds; then ratio tables.
+query through the engine's Python API, after 200 untimed calls; our engines of a cell in turns), QPS on one
+thread (1 / mean latency), batch QPS on --threads threads, recall@k against our exhaustive index, bytes, build seconds; then ratio tables.
 
     .venv/bin/python scripts/bench_search.py --corpora wiki-100k wiki-625k-bm25 wiki-1m-sim wiki-1m-pess
 """
@@ -228,30 +228,17 @@ def bp_order(vectors, block_size, iterations):
 WARMUP = 200  # untimed calls before each timed pass
 
 
-def latencies(fn, n):
-    """Wall-clock and CPU (this thread) milliseconds per call of fn(i), i < n, after WARMUP untimed calls (the
-    same warm caches for every engine). CPU time leaves out the time other processes held the core, which on
-    a shared machine inflates wall times and above all their tails."""
-    for i in range(min(n, WARMUP)):
-        fn(i)
-    wall, cpu = np.empty(n), np.empty(n)
-    for i in range(n):
-        start, start_cpu = time.perf_counter(), time.thread_time()
-        fn(i)
-        cpu[i] = time.thread_time() - start_cpu
-        wall[i] = time.perf_counter() - start
-    return wall * 1e3, cpu * 1e3
+CHUNK = 100  # queries per turn when several engines are timed together
 
 
-CHUNK = 100  # queries per turn of the interleaved passes
-
-
-def interleaved_latencies(fns, n):
-    """`latencies` of several engines over the same n queries, taken in turns: the queries in chunks of CHUNK,
-    each chunk run by every engine, the engine that starts rotating from chunk to chunk. Slow changes of the
-    machine (another job's phases, frequency) then hit every engine alike, so ratios within a cell are
-    measured on the same conditions; one chunk's postings are far larger than the CPU caches, so an engine
-    gains nothing from the one before it. Returns [(wall ms, cpu ms)] per engine, in the order of `fns`."""
+def latencies(fns, n):
+    """Wall-clock and CPU (this thread) milliseconds per call of each fn(i), i < n, after WARMUP untimed
+    calls (the same warm caches for every engine). CPU time leaves out the time other processes held the
+    core, which on a shared machine inflates wall times and above all their tails. Several engines take
+    turns: the queries in chunks of CHUNK, each chunk run by every engine, the engine that starts rotating
+    from chunk to chunk, so slow changes of the machine (another job's phases) hit every engine alike; one
+    chunk's postings are far larger than the CPU caches, so an engine gains nothing from the one before it.
+    Returns [(wall ms, cpu ms)] per engine, in the order of `fns`."""
     for fn in fns:
         for i in range(min(n, WARMUP)):
             fn(i)
@@ -395,7 +382,7 @@ def bench_corpus(name, data, args, report):
                     out[i] = searcher.search(rows[i], k=k, threads=1, **knobs)[0]  # a one-row batch
                 return one
 
-            lats = interleaved_latencies([caller(searcher, knobs, out) for (_, _, searcher, knobs), out
+            lats = latencies([caller(searcher, knobs, out) for (_, _, searcher, knobs), out
                                           in zip(ours, outs)], len(rows))
             for (engine, setting, searcher, knobs), out, lat in zip(ours, outs, lats):
                 got = [r.doc_numbers for r in out]
@@ -510,7 +497,7 @@ def bench_bmp(label, levels, ids, families, truth, order, order_label, block_siz
                     def one(i):
                         out[i] = searcher.search(q_dicts[i], k=k, alpha=alpha, beta=1.0)[0]
 
-                    lat = latencies(one, len(q_dicts))
+                    [lat] = latencies([one], len(q_dicts))
                     got = [[id_pos[d] for d in docs] for docs in out]
                     report.add(label, family, f"bmp (Rust) bs={block_size} [{order_label}]", setting, k, lat, None,
                                None, recall(truth[family, k], got, k), nbytes, build_s)
@@ -566,7 +553,7 @@ def bench_seismic(label, vectors, families, truth, cached, build_s, args, report
                 def one(i):
                     out[i] = index.search(str(i), q_tok[i], q_val[i], k, query_cut, heap_factor)
 
-                lat = latencies(one, len(rows))
+                [lat] = latencies([one], len(rows))
                 got = [[int(doc) for _, _, doc in res] for res in out]
                 report.add(label, family, "seismic", f"query_cut={query_cut} heap_factor={heap_factor}", k, lat, None,
                            None, recall(truth[family, k], got, k), nbytes, build_s)
