@@ -50,6 +50,9 @@ SPARSIFIERS = {
     "idf_flops": {"kind": "idf_flops", "weight": 1e-2},
     "l0_mask": {"kind": "l0_mask", "weight": 3e-3},
     "hard_concrete": {"kind": "hard_concrete", "weight": 1.0},
+    # gates per (text, term) tied to the term's logit (no parameters): λ such that the expected-L0 gradient on a
+    # weak logit (λ · slope · σ′(4) / texts) is of the order of FLOPS@3e-3's on a frequent term's weight
+    "hard_concrete_text": {"kind": "hard_concrete", "weight": 0.05},
 }
 
 
@@ -59,6 +62,10 @@ def target_run(kind: str, target: int) -> dict:
     if kind == "hard_concrete":
         # the shared tower has one set of vocabulary gates, closing terms for queries and documents alike
         overrides.update(model={"doc_gates": True, "query_gates": True, "gate_init": 0.9}, gate_lr=10.0)
+    if kind == "hard_concrete_text":
+        # gates on both sides of the shared tower (training noise on weak query terms too), L0 on documents;
+        # they answer late and then at once (tests/lsr/test_training.py), so a stronger proportional term
+        overrides.update(model={"doc_gates": True, "query_gates": True, "gate_scope": "text"}, target_gain=3.0)
     return overrides
 
 
@@ -92,6 +99,7 @@ RUNS = {
     "inference_free_idf_flops@192": inference_free_run(192),  # near the untrained documents' 252 non-zeros
     **{f"{kind}@64": target_run(kind, 64) for kind in ("flops", "hard_concrete")},
     **{f"{kind}@{target}": target_run(kind, target) for target in (128, 64) for kind in ("idf_flops", "l0_mask")},
+    **{f"hard_concrete_text@{target}": target_run("hard_concrete_text", target) for target in (128, 64)},
     **{f"{kind}@32": target_run(kind, 32) for kind in SPARSIFIERS},
     **{f"inference_free_idf_flops@{target}": inference_free_run(target) for target in (128, 32)},
 }
@@ -267,7 +275,8 @@ def zero_shot(record: Path, model, cache: Path) -> None:
 
 
 STYLE = {"flops": ("tab:blue", "o"), "idf_flops": ("tab:orange", "s"), "l0_mask": ("tab:green", "^"),
-         "hard_concrete": ("tab:red", "v"), "inference_free_idf_flops": ("tab:purple", "D")}
+         "hard_concrete": ("tab:red", "v"), "hard_concrete_text": ("tab:brown", "<"),
+         "inference_free_idf_flops": ("tab:purple", "D")}
 
 
 def family(name: str) -> str:

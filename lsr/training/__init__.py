@@ -1,6 +1,6 @@
 """Training SPLADE-style encoders: models, ranking / distillation losses, sparsity regularisers, trainer."""
 
-from .gates import HardConcreteGates
+from .gates import HardConcreteGates, TextTermGates
 from .losses import InfoNCELoss, KLDistillationLoss, MarginMSELoss, minmax_per_query
 from .models import InferenceFreeModel, SiameseSplade, SpladeTower
 from .regularizers import FLOPS, L0MaskFLOPS, L1, IDFAwareFLOPS, quadratic_warmup
@@ -8,6 +8,7 @@ from .regularizers import FLOPS, L0MaskFLOPS, L1, IDFAwareFLOPS, quadratic_warmu
 __all__ = [
     "FLOPS",
     "HardConcreteGates",
+    "TextTermGates",
     "IDFAwareFLOPS",
     "InferenceFreeModel",
     "InfoNCELoss",

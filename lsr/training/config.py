@@ -19,7 +19,9 @@ class ModelConfig:
     query_table_trainable: bool = False  # inference_free: learn the IDF-initialised query table
     doc_gates: bool = False  # hard-concrete gates on document terms
     query_gates: bool = False
-    gate_init: float = 0.9
+    gate_init: float = 0.9  # vocabulary gates' starting test-time value
+    gate_scope: str = "vocabulary"  # vocabulary: one gate per term | text: one per (text, term), tied to its logit
+    gate_slope: float = 2.0  # text gates: log α = slope · logit + logit((1−γ)/(ζ−γ))
     sparse_grad: bool = True  # exact gradients through the max-pooled arg-max entries only (False: full backward)
     # dropout probability of every dropout layer (None: the checkpoint's). 0 makes training-time sparsity equal
     # to the saved model's, which target mode measures on training batches

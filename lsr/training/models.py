@@ -1,8 +1,8 @@
 """Trainable SPLADE models: siamese (shared or separate towers) and inference-free (doc tower + query table).
 
 Saved folders are written by `lsr.SparseModel.save_pretrained` (a sentence-transformers `SparseEncoder`
-folder plus `lsr_config.json`), so the engine and sentence-transformers load them. Hard-concrete gates are
-folded into the vocabulary projection on save.
+folder plus `lsr_config.json`), so the engine and sentence-transformers load them. Vocabulary gates are
+folded into the vocabulary projection on save; (text, term) gates are the identity at test time.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lsr.activations import get_activation
 from lsr.encoder import load_tokenizer
 from lsr.mlm import split_masked_lm
 
-from .gates import HardConcreteGates
+from .gates import GATE_SCOPES
 from .sparse_grad import pooled_relu_logits
 
 
@@ -27,19 +27,25 @@ class SpladeTower(nn.Module):
     """w_j = act(z_j · max_p l[p, j]) with optional hard-concrete gates z (1 without gates).
 
     Gates scale the max-pooled logits rather than the activated weights: z ≥ 0 commutes with the max and
-    ReLU, so a gate folds exactly into the decoder row and bias (see `fold_gates`), a closed gate gives an
-    exact zero, and an open gate (z = 1) leaves the weight unchanged.
+    ReLU, so a vocabulary gate folds exactly into the decoder row and bias (see `fold_gates`), a closed gate
+    gives an exact zero, and an open gate (z = 1) leaves the weight unchanged. `gate_scope`: "vocabulary"
+    (one gate per term) or "text" (one per (text, term), `lsr.training.gates.TextTermGates`).
     """
 
     def __init__(self, mlm, tokenizer, activation: str = "log1p_relu", gates: bool = False, gate_init: float = 0.9,
-                 sparse_grad: bool = True):
+                 sparse_grad: bool = True, gate_scope: str = "vocabulary", gate_slope: float = 2.0):
         super().__init__()
         self.mlm = mlm
         self.tokenizer = tokenizer
         self.activation_name = activation
         self.activation = get_activation(activation)
         vocab = mlm.get_output_embeddings().weight.shape[0]
-        self.gates = HardConcreteGates(vocab, init_open=gate_init) if gates else None
+        if gate_scope not in GATE_SCOPES:
+            raise ValueError(f"unknown gate_scope {gate_scope!r}; choose from {sorted(GATE_SCOPES)}")
+        self.gates = None
+        if gates:
+            self.gates = (GATE_SCOPES[gate_scope](vocab, init_open=gate_init) if gate_scope == "vocabulary"
+                          else GATE_SCOPES[gate_scope](slope=gate_slope))
         # exact gradients through the arg-max entries only (`sparse_grad.py`); False: the full logits' backward
         self.sparse_grad = sparse_grad
 
@@ -53,7 +59,7 @@ class SpladeTower(nn.Module):
 
     def weights(self, pooled: torch.Tensor) -> torch.Tensor:
         if self.gates is not None:
-            pooled = pooled * self.gates()
+            pooled = self.gates.gate(pooled)
         return self.activation(pooled)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -70,9 +76,9 @@ class SpladeTower(nn.Module):
     def fold_gates(self):
         """A copy of the masked-LM with the test-time gates multiplied into the decoder rows and bias."""
         mlm = _copy_module(self.mlm)
-        if self.gates is None:
+        z = None if self.gates is None else self.gates.folded()
+        if z is None:
             return mlm
-        z = self.gates.deterministic().detach()
         parts = split_masked_lm(mlm)
         decoder = mlm.get_output_embeddings()
         # untie from the input embeddings: only the output side is gated

@@ -39,7 +39,8 @@ def build_tower(cfg: TrainConfig, gates: bool) -> SpladeTower:
         for module in mlm.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = m.dropout
-    return SpladeTower(mlm, tokenizer, m.activation, gates=gates, gate_init=m.gate_init, sparse_grad=m.sparse_grad)
+    return SpladeTower(mlm, tokenizer, m.activation, gates=gates, gate_init=m.gate_init, sparse_grad=m.sparse_grad,
+                       gate_scope=m.gate_scope, gate_slope=m.gate_slope)
 
 
 def build_model(cfg: TrainConfig, idf: torch.Tensor | None):
@@ -194,20 +195,19 @@ class Trainer:
         return [(t.get("weight", 1.0), kinds[t["kind"]](t["path"], self.device)) for t in spec]
 
     def _encode(self, side: str, texts):
-        """(weights, nonzero, support) of one side's texts.
+        """(weights, nonzero, pooled) of one side's texts.
 
-        `support[i, j]`: text i's max logit of term j is > 0 (non-zero unless a gate closes it);
-        `nonzero`: non-zero in the saved model (test-time gates), what the sparsity statistics count.
+        `pooled`: the max-pooled ReLU logits before the gates (> 0 where a term is non-zero unless a gate
+        closes it); `nonzero`: non-zero in the saved model (test-time gates), what the sparsity statistics count.
         """
         m, d = self.model, self.cfg.data
         if side == "query" and m.inference_free:
             w = m.encode_queries(texts, d.query_max_length)
-            return w, w > 0, w > 0
+            return w, w > 0, w
         tower = m.doc_tower if side == "doc" else m.query_tower
         pooled = tower.encode_pooled(texts, d.doc_max_length if side == "doc" else d.query_max_length)
-        support = pooled.detach() > 0
-        nonzero = support if tower.gates is None else support & (tower.gates.deterministic().detach() > 0)
-        return tower.weights(pooled), nonzero, support
+        nonzero = pooled.detach() > 0 if tower.gates is None else tower.gates.test_time_nonzero(pooled)
+        return tower.weights(pooled), nonzero, pooled
 
     def reg_weight(self, reg: dict, step: int) -> float:
         """λ of a regulariser at optimizer step `step`: warm-up × the multipliers of the targets driving it."""
@@ -220,8 +220,8 @@ class Trainer:
     def compute(self, batch: dict, step: int):
         """(total loss, {part: value}, stats) of one micro-batch at optimizer step `step`."""
         m = self.model
-        q, q_nonzero, q_support = self._encode("query", batch["queries"])
-        docs, d_nonzero, d_support = self._encode("doc", batch["docs"])
+        q, q_nonzero, q_pooled = self._encode("query", batch["queries"])
+        docs, d_nonzero, d_pooled = self._encode("doc", batch["docs"])
         n_q, group = q.shape[0], batch["group_size"]
         parts = {}
         all_scores = q @ docs.T
@@ -246,7 +246,7 @@ class Trainer:
                 if tower.gates is None:
                     raise ValueError(f"hard_concrete on {reg['side']}: enable model.{reg['side']}_gates")
                 # the expected number of non-zeros per text of that side
-                value = tower.gates.expected_nnz(d_support if reg["side"] == "doc" else q_support)
+                value = tower.gates.expected_nnz(d_pooled if reg["side"] == "doc" else q_pooled)
             else:
                 value = reg["module"](docs if reg["side"] == "doc" else q)
             parts[reg["name"]] = value
