@@ -19,7 +19,7 @@ from lsr.activations import get_activation
 from lsr.encoder import load_tokenizer
 from lsr.mlm import split_masked_lm
 
-from .gates import GATE_SCOPES
+from .gates import GATE_SCOPES, HardConcreteGates, TextTermGates
 from .sparse_grad import pooled_relu_logits
 
 
@@ -44,8 +44,8 @@ class SpladeTower(nn.Module):
             raise ValueError(f"unknown gate_scope {gate_scope!r}; choose from {sorted(GATE_SCOPES)}")
         self.gates = None
         if gates:
-            self.gates = (GATE_SCOPES[gate_scope](vocab, init_open=gate_init) if gate_scope == "vocabulary"
-                          else GATE_SCOPES[gate_scope](slope=gate_slope))
+            self.gates = (HardConcreteGates(vocab, init_open=gate_init) if gate_scope == "vocabulary"
+                          else TextTermGates(slope=gate_slope))
         # exact gradients through the arg-max entries only (`sparse_grad.py`); False: the full logits' backward
         self.sparse_grad = sparse_grad
 
