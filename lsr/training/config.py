@@ -17,6 +17,7 @@ class ModelConfig:
     shared: bool = True  # siamese: one tower for queries and documents
     activation: str = "log1p_relu"
     query_table_trainable: bool = False  # inference_free: learn the IDF-initialised query table
+    doc_tower_trainable: bool = True  # False: the document tower stays as loaded (e.g. learn only the query table)
     doc_gates: bool = False  # hard-concrete gates on document terms
     query_gates: bool = False
     gate_init: float = 0.9  # vocabulary gates' starting test-time value
@@ -72,6 +73,7 @@ class TrainConfig:
     grad_accumulation: int = 1
     lr: float = 2e-5
     gate_lr: float = 1e-2
+    query_table_lr: float | None = None  # inference_free: the query table's learning rate (None: lr)
     gate_optimizer: str = "sgd"  # sgd | adam, for the hard-concrete gates' log α
     weight_decay: float = 0.01
     warmup_steps: int = 0

@@ -46,6 +46,8 @@ def build_tower(cfg: TrainConfig, gates: bool) -> SpladeTower:
 def build_model(cfg: TrainConfig, idf: torch.Tensor | None):
     m = cfg.model
     doc = build_tower(cfg, m.doc_gates)
+    if not m.doc_tower_trainable:
+        doc.requires_grad_(False)
     if m.kind == "inference_free":
         return InferenceFreeModel(doc, idf, trainable=m.query_table_trainable)
     if m.kind != "siamese":
@@ -127,7 +129,14 @@ class Trainer:
         self.teachers = self._teachers()
         self.gate_params = [p for n, p in self.model.named_parameters() if "log_alpha" in n]
         self.params = [p for n, p in self.model.named_parameters() if "log_alpha" not in n and p.requires_grad]
-        self.optimizers = [torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)]
+        table = [p for n, p in self.model.named_parameters() if n == "query_weights" and p.requires_grad]
+        groups = [{"params": [p for p in self.params if all(p is not t for t in table)]}]
+        if table:  # IDF-sized weights: a learning rate of their own
+            groups.append({"params": table, "lr": cfg.query_table_lr if cfg.query_table_lr is not None else cfg.lr})
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            raise ValueError("nothing to train: the document tower is frozen and there is no trainable query table")
+        self.optimizers = [torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)]
         if self.gate_params:
             # SGD: a gate moves in proportion to its gradient, so λ sets how fast gates close; Adam moves every
             # gate ≈ gate_lr per step whatever λ is (the penalty's scale is normalised away)

@@ -315,3 +315,18 @@ def test_target_settings_are_checked(tmp_path, records_file, splade_tiny_path):
     trainer = Trainer(tiny_config(tmp_path, records_file, splade_tiny_path, target_doc_nnz=40,
                                   regularizers=[{"kind": "l0_mask", "side": "doc", "weight": 1e-3}]))
     assert trainer.regs[0]["module"].threshold == 40  # ℓ0 mask towards a target penalises the documents above it
+
+
+def test_query_table_alone_learns_at_its_own_rate(tmp_path, records_file, splade_tiny_path):
+    cfg = tiny_config(tmp_path, records_file, splade_tiny_path, max_steps=3, lr=1e-3, query_table_lr=0.5,
+                      model={"kind": "inference_free", "query_table_trainable": True, "doc_tower_trainable": False},
+                      regularizers=[])
+    trainer = Trainer(cfg)
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    moved = {n: float((p.detach() - start[n]).abs().max()) for n, p in trainer.model.named_parameters()}
+    assert moved["query_weights"] > 0.3  # Adam at lr 0.5 (the network's lr would move it ~0.003)
+    assert all(v == 0 for n, v in moved.items() if n != "query_weights")  # the document tower is as loaded
+    with pytest.raises(ValueError, match="nothing to train"):
+        Trainer(tiny_config(tmp_path / "frozen", records_file, splade_tiny_path, regularizers=[],
+                            model={"kind": "inference_free", "doc_tower_trainable": False}))
