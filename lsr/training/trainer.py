@@ -129,14 +129,16 @@ class Trainer:
         self.teachers = self._teachers()
         self.gate_params = [p for n, p in self.model.named_parameters() if "log_alpha" in n]
         self.params = [p for n, p in self.model.named_parameters() if "log_alpha" not in n and p.requires_grad]
-        table = [p for n, p in self.model.named_parameters() if n == "query_weights" and p.requires_grad]
-        groups = [{"params": [p for p in self.params if all(p is not t for t in table)]}]
-        if table:  # IDF-sized weights: a learning rate of their own
-            groups.append({"params": table, "lr": cfg.query_table_lr if cfg.query_table_lr is not None else cfg.lr})
-        groups = [g for g in groups if g["params"]]
-        if not groups:
+        if not self.params:
             raise ValueError("nothing to train: the document tower is frozen and there is no trainable query table")
-        self.optimizers = [torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)]
+        # the inference-free query table (IDF-sized weights) has a learning rate of its own
+        table_lr = cfg.query_table_lr if cfg.query_table_lr is not None else cfg.lr
+        groups = {}
+        for n, p in self.model.named_parameters():
+            if "log_alpha" not in n and p.requires_grad:
+                groups.setdefault(table_lr if n == "query_weights" else cfg.lr, []).append(p)
+        self.optimizers = [torch.optim.AdamW([{"params": ps, "lr": lr} for lr, ps in groups.items()],
+                                             weight_decay=cfg.weight_decay)]
         if self.gate_params:
             # SGD: a gate moves in proportion to its gradient, so λ sets how fast gates close; Adam moves every
             # gate ≈ gate_lr per step whatever λ is (the penalty's scale is normalised away)
