@@ -383,15 +383,15 @@ def compare(out: Path, names: list[str], model: str) -> None:
     (encodings come from the sweep's cache)."""
     from lsr.eval import load_dataset
     from lsr.eval.harness import Harness
-    from lsr.model import SparseModel
+    from lsr.training.engine import load_model
 
     test = load_dataset("nfcorpus", "test")
     harness = Harness(out / "harness-cache", {}, k=1000)
-    models = {"splade-tiny untrained (doc length 256)": SparseModel.from_pretrained(model),
+    models = {"splade-tiny untrained (doc length 256)": load_model(model),
               "splade-tiny docs + IDF queries, untrained": idf_query_model(model, test.corpus)}
     for name in names:
         record = json.loads((out / name / "result.json").read_text())
-        models[name] = SparseModel.from_pretrained(str(out / name / "train" / record["checkpoint"]))
+        models[name] = load_model(out / name / "train" / record["checkpoint"])
     for name, sparse_model in models.items():
         harness.add_model(name, sparse_model, "uint8", None)
     report = harness.evaluate(list(models), [test], ["nDCG@10"])
