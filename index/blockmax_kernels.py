@@ -35,10 +35,11 @@ KTH = np.array([10, 100, 1000], dtype=np.int64)
 N_BUCKETS = 1024
 RECORD_TERMS = 64  # queries with at most this many terms record where blocks keep their rare terms
 DENSE_DIVISOR = 5  # a term non-empty in at least 1/DENSE_DIVISOR of the blocks gets dense block maxima
-FIRST_BLOCKS = 4  # the search first scores at least this many highest-bound blocks, then lists the candidates
-FIRST_FILL = 2  # ... and enough of them to hold FIRST_FILL * k documents, so the heap is full (k = 1000)
+FIRST_DOCS = 256  # the search first scores the highest-bound blocks holding this many documents, then lists the
+FIRST_FILL = 2  # candidates; and at least FIRST_FILL * k documents, so the heap is full (k = 1000)
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
 CHECK_EVERY = 32  # blocks scored between two checks of the remaining work against the budget
+SCAN_CHUNK = 64  # blocks per chunk of the bound scans: a chunk whose largest bound fails is skipped whole
 # Work counters written by `search_one` (stats argument)
 STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED, STAT_PASSING, STAT_PROBE_BLOCKS = 0, 1, 2, 3, 4, 5
 N_STATS = 6
@@ -339,6 +340,80 @@ def _over_budget(candidates, stats, limits):
     return candidates * limits[LIMIT_CANDIDATE_SHARE] * per_block > limits[LIMIT_BUDGET]
 
 
+@njit(inline="always", cache=True)
+def _chunk_maxima(ub, chunk_max, theta0):
+    """chunk_max[c] = the largest bound of chunk c (SCAN_CHUNK blocks); returns the number of blocks with a
+    positive bound >= theta0. Bounds are >= 0, so their bit patterns order as integers: integer maxima and
+    comparisons over fixed-length chunks, which the compiler vectorises (float ones it does not)."""
+    bits = ub.view(np.uint32)
+    out = chunk_max.view(np.uint32)
+    least = max(np.uint32(1), np.full(1, theta0, dtype=np.float32).view(np.uint32)[0])  # > 0 and >= theta0
+    n_blocks = ub.shape[0]
+    n_full = n_blocks // SCAN_CHUNK
+    n_passing = 0
+    for c in range(n_full):
+        base = c * SCAN_CHUNK
+        m = np.uint32(0)
+        for j in range(SCAN_CHUNK):
+            x = bits[base + j]
+            m = x if x > m else m
+            n_passing += x >= least
+        out[c] = m
+    if n_full < out.shape[0]:
+        m = np.uint32(0)
+        for b in range(n_full * SCAN_CHUNK, n_blocks):
+            x = bits[b]
+            m = x if x > m else m
+            n_passing += x >= least
+        out[n_full] = m
+    return n_passing
+
+
+@njit(inline="always", cache=True)
+def _chunk_floor(chunk_max, m, theta0):
+    """The m-th largest chunk maximum (0 when fewer than m chunks have a positive one) or theta0 if larger:
+    m chunks hold a block at least that high, so the m highest blocks lie in chunks whose maximum reaches it."""
+    if m <= 0:
+        return theta0
+    top = np.empty(m, dtype=np.float32)
+    size = 0
+    for c in range(chunk_max.shape[0]):
+        v = chunk_max[c]
+        if v > 0 and (size < m or v > top[0]):
+            size = _push_value(top, size, m, v)
+    floor = top[0] if size == m else np.float32(0.0)
+    return floor if floor > theta0 else theta0
+
+
+@njit(inline="always", cache=True)
+def _push_value(heap, size, m, v):
+    """Offer v to a min-heap of the m largest values (root: the smallest); returns the new size."""
+    if size < m:
+        i = size
+        size += 1
+        while i > 0 and heap[(i - 1) >> 1] > v:
+            heap[i] = heap[(i - 1) >> 1]
+            i = (i - 1) >> 1
+        heap[i] = v
+        return size
+    if v <= heap[0]:
+        return size
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            break
+        if child + 1 < size and heap[child + 1] < heap[child]:
+            child += 1
+        if heap[child] < v:
+            heap[i] = heap[child]
+            i = child
+        else:
+            break
+    heap[i] = v
+    return size
+
+
 @njit(cache=True)
 def probe_layout(bm_offsets, bm_blocks, bm_max, dense_max, n_blocks, stride):
     """Block maxima of every stride-th block (sampled block j = block j * stride), for `_probe`: dense rows
@@ -460,8 +535,8 @@ def _probe(terms, ws, rows, k, alpha, reuse, block_size, n_docs, order, stride, 
 def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order,
                bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
-               ps_dense, ub, slot, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks, heap_scores, heap_keys,
-               heap_docs, out_scores, out_docs, limits, stats):
+               ps_dense, ub, slot, acc, cand, cand_ub, bucket_start, bucket_max, sorted_blocks, chunk_max, heap_scores,
+               heap_keys, heap_docs, out_scores, out_docs, limits, stats):
     """Block-Max Pruning top-k of one query; returns the number of results written to out_*, or -1 when
     the work estimated exceeded the budget (see below) and the search was abandoned.
 
@@ -478,8 +553,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     nq = terms.shape[0]
     n_blocks = ub.shape[0]
     stats[:] = 0
-    # Phase 0 scores enough blocks to fill the heap (FIRST_FILL * k documents), at least FIRST_BLOCKS.
-    n_first_max = max(1, min(n_blocks, max(FIRST_BLOCKS, (FIRST_FILL * k + block_size - 1) // block_size)))
+    # Phase 0 scores the blocks of FIRST_DOCS documents, more if needed to fill the heap (FIRST_FILL * k).
+    n_first_max = max(1, min(n_blocks, (max(FIRST_DOCS, FIRST_FILL * k) + block_size - 1) // block_size))
     heap_ub = np.empty(n_first_max, dtype=np.float32)
     heap_blocks = np.empty(n_first_max, dtype=np.int64)
     first_ub = np.empty(n_first_max, dtype=np.float32)
@@ -528,17 +603,18 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                 slot[row_start + b] = (bm_post[e] << np.uint32(8)) | np.uint32(bm_count[e])
     for j in range(n_probed):  # scored by the probe: their documents are in the heap
         ub[cand[j]] = 0
-    # Phase 0: the blocks of highest bound (a small heap over one scan) are scored first; their
-    # documents usually set a threshold close to the final one, which keeps the candidate list short.
+    # Phase 0: the blocks of highest bound (a small heap over the chunks that can hold them) are scored
+    # first; their documents usually set a threshold close to the final one, which keeps the candidates few.
+    stats[STAT_PASSING] = _chunk_maxima(ub, chunk_max, theta0)
+    floor = _chunk_floor(chunk_max, n_first_max, theta0)
     n_first = 0
-    n_passing = 0
-    for b in range(n_blocks):
-        u = ub[b]
-        if u > 0 and u >= theta0:
-            n_passing += 1
-            if n_first < n_first_max or u > heap_ub[0]:
+    for c in range(chunk_max.shape[0]):
+        if not (chunk_max[c] > 0 and chunk_max[c] >= floor):
+            continue
+        for b in range(c * SCAN_CHUNK, min(n_blocks, (c + 1) * SCAN_CHUNK)):
+            u = ub[b]
+            if u > 0 and u >= theta0 and (n_first < n_first_max or u > heap_ub[0]):
                 n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, n_first_max, u, b, b)
-    stats[STAT_PASSING] = n_passing
     heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
     for j in range(n_first):
         near = first_blocks[j + PREFETCH_AHEAD] if j + PREFETCH_AHEAD < n_first else -1
@@ -558,18 +634,24 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     theta1 = theta0
     if size == k and heap_scores[0] > theta1:
         theta1 = heap_scores[0]
+    # The candidates, in ascending block order: chunks whose largest bound fails are skipped (their maxima
+    # may be stale only upwards: phase 0 zeroed the bounds it scored), the others compacted without branches.
     n_cand = 0
+    for c in range(chunk_max.shape[0]):
+        m = chunk_max[c]
+        if not (m > 0 and m >= theta0 and not theta1 > alpha * m):
+            continue
+        for b in range(c * SCAN_CHUNK, min(n_blocks, (c + 1) * SCAN_CHUNK)):
+            u = ub[b]
+            cand[n_cand] = b  # n_cand <= b: never past the end
+            cand_ub[n_cand] = u
+            n_cand += (u > 0) & (u >= theta0) & (alpha * u >= theta1)
+    ub[:] = 0
     hi = np.float32(0.0)
     lo = np.float32(np.inf)
-    for b in range(n_blocks):
-        u = ub[b]
-        ub[b] = 0
-        if u > 0 and u >= theta0 and not theta1 > alpha * u:
-            cand[n_cand] = b
-            cand_ub[n_cand] = u
-            n_cand += 1
-            hi = max(hi, u)
-            lo = min(lo, u)
+    for c in range(n_cand):
+        hi = max(hi, cand_ub[c])
+        lo = min(lo, cand_ub[c])
     stats[STAT_CANDIDATES] = n_cand
     abandoned = _over_budget(n_cand, stats, limits)
     if n_cand > 0 and not abandoned:
@@ -645,4 +727,5 @@ def new_workspace(n_workers: int, n_blocks: int, block_size: int) -> tuple:
         np.empty((n_workers, n_blocks), dtype=np.int64),  # cand
         np.empty((n_workers, n_blocks), dtype=np.float32),  # cand_ub
         np.empty((n_workers, n_blocks), dtype=np.int64),  # sorted_blocks
+        np.empty((n_workers, max(1, (n_blocks + SCAN_CHUNK - 1) // SCAN_CHUNK)), dtype=np.float32),  # chunk_max
     )

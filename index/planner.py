@@ -223,8 +223,8 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
                   bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base,
                   fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max, ps_dense, offsets,
                   post_docs, post_weights, method, costs, routes, ub, slot, acc, cand, cand_ub, sorted_blocks,
-                  doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores,
-                  out_docs, plan):
+                  chunk_max, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits,
+                  out_scores, out_docs, plan):
     """One query by exhaustive TAAT (method 0), Block-Max Pruning (1) or the planner's choice (2: for safe
     searches, by the route of the query's class in `routes`, `_choose_route`, which records its time; else
     by the planner's checks); writes its plan row (PLAN_FIELDS) and returns the number of results."""
@@ -243,8 +243,8 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
                         bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets,
                         fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
                         ps_dense, offsets, post_docs, post_weights, chosen, costs, postings, exhaustive_ns, bounds_ns,
-                        ub, slot, acc, cand, cand_ub, sorted_blocks, doc_acc, bucket_start, bucket_max, heap_scores,
-                        heap_keys, heap_docs, stats, limits, out_scores, out_docs, plan)
+                        ub, slot, acc, cand, cand_ub, sorted_blocks, chunk_max, doc_acc, bucket_start, bucket_max,
+                        heap_scores, heap_keys, heap_docs, stats, limits, out_scores, out_docs, plan)
     if routed:
         _record_time(routes[route_row], chosen, (_clock() - start) / max(exhaustive_ns, 1.0))
     return count
@@ -255,8 +255,8 @@ def _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_do
                 bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base,
                 fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max, ps_dense, offsets,
                 post_docs, post_weights, method, costs, postings, exhaustive_ns, bounds_ns, ub, slot, acc, cand,
-                cand_ub, sorted_blocks, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats,
-                limits, out_scores, out_docs, plan):
+                cand_ub, sorted_blocks, chunk_max, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs,
+                stats, limits, out_scores, out_docs, plan):
     """The route of the module doc's three checks (method 2), or Block-Max Pruning (1) / exhaustive (0)."""
     n_blocks = ub.shape[0]
     # A block's cost: fixed, per query term (locating its postings: one cache miss each), per posting.
@@ -277,8 +277,8 @@ def _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_do
             terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks, bm_max,
             bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base, fw_terms,
             fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max, ps_dense, ub, slot, acc, cand, cand_ub,
-            bucket_start, bucket_max, sorted_blocks, heap_scores, heap_keys, heap_docs, out_scores, out_docs, limits,
-            stats)
+            bucket_start, bucket_max, sorted_blocks, chunk_max, heap_scores, heap_keys, heap_docs, out_scores, out_docs,
+            limits, stats)
         plan[4] = stats[bk.STAT_PASSING]
         plan[5] = stats[bk.STAT_CANDIDATES]
         plan[6] = stats[bk.STAT_BLOCKS]
@@ -297,7 +297,7 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
                  bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                  fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
                  ps_dense, offsets, post_docs, post_weights, method, costs, routes, n_workers, ws_ub, ws_slot, ws_acc,
-                 ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
+                 ws_cand, ws_cand_ub, ws_sorted, ws_chunk_max, ws_doc_acc):
     """Top-k of a batch of CSR queries over `n_workers` parallel workers (see `_search_query`). Returns
     docs, scores, counts and the plan (one row of PLAN_FIELDS per query).
 
@@ -324,9 +324,9 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
                 bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
                 ps_dense, offsets, post_docs, post_weights, method, costs, routes, ws_ub[worker], ws_slot[worker],
-                ws_acc[worker], ws_cand[worker], ws_cand_ub[worker], ws_sorted[worker], ws_doc_acc[worker],
-                bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores[q], out_docs[q],
-                plan[q])
+                ws_acc[worker], ws_cand[worker], ws_cand_ub[worker], ws_sorted[worker], ws_chunk_max[worker],
+                ws_doc_acc[worker], bucket_start, bucket_max, heap_scores, heap_keys, heap_docs, stats, limits,
+                out_scores[q], out_docs[q], plan[q])
     return out_docs, out_scores, out_counts, plan
 
 
@@ -335,7 +335,7 @@ def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_
                         bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
                         fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks,
                         ps_max, ps_dense, offsets, post_docs, post_weights, method, costs, routes, ws_ub, ws_slot,
-                        ws_acc, ws_cand, ws_cand_ub, ws_sorted, ws_doc_acc):
+                        ws_acc, ws_cand, ws_cand_ub, ws_sorted, ws_chunk_max, ws_doc_acc):
     """`search_batch` on the calling thread (workspace row 0), without numba's thread pool: fork-safe under
     any threading layer and concurrent from Python threads (no GIL held)."""
     n_queries = q_indptr.shape[0] - 1
@@ -357,6 +357,6 @@ def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_
             bm_offsets, bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels,
             fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
             ps_dense, offsets, post_docs, post_weights, method, costs, routes, ws_ub[0], ws_slot[0], ws_acc[0],
-            ws_cand[0], ws_cand_ub[0], ws_sorted[0], ws_doc_acc[0], bucket_start, bucket_max, heap_scores, heap_keys,
-            heap_docs, stats, limits, out_scores[q], out_docs[q], plan[q])
+            ws_cand[0], ws_cand_ub[0], ws_sorted[0], ws_chunk_max[0], ws_doc_acc[0], bucket_start, bucket_max,
+            heap_scores, heap_keys, heap_docs, stats, limits, out_scores[q], out_docs[q], plan[q])
     return out_docs, out_scores, out_counts, plan

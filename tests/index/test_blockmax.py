@@ -76,6 +76,26 @@ def test_safe_mode_with_dense_and_sparse_block_maxima(block_size):
         _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
 
 
+@pytest.mark.parametrize("block_size", [1, 2])
+def test_safe_mode_skipping_chunks_of_blocks(block_size):
+    # Thousands of blocks: the bound scans skip whole chunks (blockmax_kernels.SCAN_CHUNK blocks, the last
+    # one partial) whose largest bound cannot reach the threshold; the result must not change.
+    from lsr.index import blockmax_kernels as bk
+
+    rng = np.random.default_rng(block_size)
+    n_docs, vocab = 3001, 300
+    frequency = 0.5 / np.arange(1, vocab + 1) ** 1.1
+    docs = sp.csr_matrix((rng.random((n_docs, vocab)) < frequency[None, :]) * rng.integers(1, 9, (n_docs, vocab)),
+                         dtype=np.float32)
+    ids = [f"d{i}" for i in range(n_docs)]
+    index = BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=False)
+    assert index.n_blocks > 20 * bk.SCAN_CHUNK and index.n_blocks % bk.SCAN_CHUNK != 0
+    queries = _queries(vocab, seed=block_size, integer_weights=False)
+    exact = InvertedIndex.build(docs, ids)
+    for k in (1, 10, 100, 1000):
+        _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
+
+
 def test_reused_buffers_across_calls_and_python_threads():
     from concurrent.futures import ThreadPoolExecutor
 
