@@ -188,9 +188,12 @@ def _record_time(route, r, ratio):
 
 
 # Automatic block size: balances the cost of bounds (one per block and frequent query term, so ~ n_docs /
-# block size) against the cost of scoring a block (~ block size x postings per document); calibrated so
-# that 100k splade-tiny passages (214 non-zeros each) get 8 and 1M of them 32.
-BLOCK_SIZE_FACTOR = 0.137
+# block size) against the cost of scoring a block (~ block size x postings per document). Calibrated on
+# wiki-100k (splade-tiny), wiki-625k-bm25 and wiki-1m-sim (`scripts/bench_search.py --rows tune
+# --block-size 8 / 16 / 32`, docs/benchmarks.md): since the bound scans run over 64-block chunks, 8 is the
+# fastest on both real corpora and keeps block-max's p99 within 3x its median at 1M, where 16 has the
+# faster median but twice the tail; larger sizes come only past a few million documents.
+BLOCK_SIZE_FACTOR = 0.01
 BLOCK_SIZE_RANGE = (8, 64)
 
 

@@ -173,8 +173,9 @@ def test_both_layouts_stored_and_counted(tmp_path):
 
 def test_automatic_block_size():
     assert planner.default_block_size(100_000, 21_460_000) == 8  # wiki-100k splade-tiny
-    assert planner.default_block_size(1_000_000, 171_000_000) == 32  # 1M splade passages
-    assert planner.default_block_size(625_077, 35_251_629) == 32  # wiki-625k BM25
+    assert planner.default_block_size(1_000_000, 171_000_000) == 8  # 1M splade passages
+    assert planner.default_block_size(625_077, 35_251_629) == 8  # wiki-625k BM25
+    assert planner.default_block_size(5_000_000, 855_000_000) == 16  # 5M splade passages
     assert planner.default_block_size(3_633, 914_000) == 8  # NFCorpus: the smallest size
     assert planner.default_block_size(50_000_000, 2_000_000_000) == 64  # the largest
     assert planner.default_block_size(0, 0) == 8
