@@ -57,21 +57,26 @@ def test_safe_mode_equals_exhaustive(block_size, integer):
             _assert_same(expected, index.search(queries, k=k, threads=2))
 
 
+def _skewed_indexes(n_docs, vocab, share, exponent, block_size):
+    """(block-max index in input order, exhaustive index) of random documents whose term t appears with
+    probability share / (t + 1) ** exponent (seeded by the block size)."""
+    rng = np.random.default_rng(block_size)
+    frequency = share / np.arange(1, vocab + 1) ** exponent
+    docs = sp.csr_matrix((rng.random((n_docs, vocab)) < frequency[None, :]) * rng.integers(1, 9, (n_docs, vocab)),
+                         dtype=np.float32)
+    ids = [f"d{i}" for i in range(n_docs)]
+    return BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=False), InvertedIndex.build(docs, ids)
+
+
 @pytest.mark.parametrize("block_size", [4, 16, 64])
 def test_safe_mode_with_dense_and_sparse_block_maxima(block_size):
     # Skewed term frequencies: frequent terms get dense block-max rows, rare ones sparse lists; queries
     # mix both, in short (recorded entries) and long (> 64 terms: searched term lists) form.
-    rng = np.random.default_rng(block_size)
-    n_docs, vocab = 517, 200
-    frequency = 0.6 / np.arange(1, vocab + 1) ** 1.2
-    docs = sp.csr_matrix((rng.random((n_docs, vocab)) < frequency[None, :]) * rng.integers(1, 9, (n_docs, vocab)),
-                         dtype=np.float32)
-    ids = [f"d{i}" for i in range(n_docs)]
-    index = BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=False)
+    vocab = 200
+    index, exact = _skewed_indexes(517, vocab, 0.6, 1.2, block_size)
     assert 0 < index.n_dense_terms < vocab
     assert index.dense_row[0] >= 0 and np.any((index.dense_row == -1) & (np.diff(index.bm_offsets) > 0))
     queries = _queries(vocab, seed=block_size, integer_weights=False)
-    exact = InvertedIndex.build(docs, ids)
     for k in (1, 10, 50):
         _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
 
@@ -82,16 +87,10 @@ def test_safe_mode_skipping_chunks_of_blocks(block_size):
     # one partial) whose largest bound cannot reach the threshold; the result must not change.
     from lsr.index import blockmax_kernels as bk
 
-    rng = np.random.default_rng(block_size)
-    n_docs, vocab = 3001, 300
-    frequency = 0.5 / np.arange(1, vocab + 1) ** 1.1
-    docs = sp.csr_matrix((rng.random((n_docs, vocab)) < frequency[None, :]) * rng.integers(1, 9, (n_docs, vocab)),
-                         dtype=np.float32)
-    ids = [f"d{i}" for i in range(n_docs)]
-    index = BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=False)
+    vocab = 300
+    index, exact = _skewed_indexes(3001, vocab, 0.5, 1.1, block_size)
     assert index.n_blocks > 20 * bk.SCAN_CHUNK and index.n_blocks % bk.SCAN_CHUNK != 0
     queries = _queries(vocab, seed=block_size, integer_weights=False)
-    exact = InvertedIndex.build(docs, ids)
     for k in (1, 10, 100, 1000):
         _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
 
