@@ -46,6 +46,7 @@ def assert_matches_brute_force(index, queries, k):
         (300, 64, 0.1, 0.2, 10, True),  # many ties
         (1000, 500, 0.02, 0.01, 7, False),
         (2000, 300, 0.05, 0.1, 1000, False),
+        (6000, 200, 0.05, 0.1, 100, True),  # large k over many documents: the sampled threshold, with ties
     ],
 )
 def test_search_equals_brute_force(quantization, n_docs, vocab, doc_density, query_density, k, integer):
@@ -54,6 +55,45 @@ def test_search_equals_brute_force(quantization, n_docs, vocab, doc_density, que
     queries = random_vectors(rng, 25, vocab, query_density, integer)
     index = InvertedIndex.build(docs, [f"doc{i}" for i in range(n_docs)], quantization=quantization)
     assert_matches_brute_force(index, queries, k)
+
+
+def reference_top_k(acc, k):
+    order = np.lexsort((np.arange(acc.size), -acc.astype(np.float64)))
+    return [int(d) for d in order[:k] if acc[d] > 0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["random", "ties", "sampled_only", "few_positive", "tiny_and_huge"])
+def test_select_top_k_equals_sort(dtype, case):
+    """The large-k selection (sampled threshold, rerun when fewer than k documents reach it) is the exact
+    top-k whatever the score distribution, and leaves the accumulator zero."""
+    from lsr.index import kernels
+
+    rng = np.random.default_rng(7)
+    n, k = 20_000, 500
+    stride = min(kernels.THRESHOLD_MAX_STRIDE, n // (8 * k))
+    if case == "random":
+        acc = rng.random(n)
+    elif case == "ties":
+        acc = rng.integers(0, 4, n).astype(np.float64)
+    elif case == "sampled_only":  # every high score is in the sample: fewer than k reach its threshold
+        acc = rng.random(n) * 0.001
+        acc[::stride] = 10.0 ** rng.uniform(1, 6, acc[::stride].size)
+        assert 0 < (acc >= kernels.sampled_threshold(acc, k, stride)).sum() < k  # the rerun is taken
+    elif case == "few_positive":
+        acc = np.zeros(n)
+        acc[rng.choice(n, k // 3, replace=False)] = rng.random(k // 3) + 0.5
+    else:  # scores beyond the histogram's octaves at both ends
+        acc = np.where(rng.random(n) < 0.5, rng.random(n) * 1e-30, rng.random(n) * 1e30)
+    acc = acc.astype(dtype)
+    want = reference_top_k(acc, k)
+    work = acc.copy()
+    heap = np.empty(k, dtype), np.empty(k, np.int64), np.empty(k, np.int64)
+    out_scores, out_docs = np.zeros(k, dtype), np.full(k, -1, np.int64)
+    count = kernels.select_top_k(work, k, *heap, out_scores, out_docs)
+    assert list(out_docs[:count]) == want
+    np.testing.assert_array_equal(out_scores[:count], acc[want])
+    assert not work.any()
 
 
 def test_ties_break_by_doc_number():
