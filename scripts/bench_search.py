@@ -146,7 +146,7 @@ def simulate_optimistic(levels, ids, seed):
     """10 noisy copies of every passage, shuffled (see module doc); returns levels and ids."""
     cached = CACHE / f"wiki-1m-sim-{arrays_digest(levels.data, levels.indices, levels.indptr, params=[seed, 1])}.npz"
     if not cached.exists():
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(0)
         copies = []
         for _ in range(10):
             keep = rng.random(levels.nnz) < 0.8
@@ -168,7 +168,7 @@ def simulate_pessimistic(levels, ids, seed, n_docs=1_000_000):
     params = [seed, n_docs, 1]
     cached = CACHE / f"wiki-1m-pess-{arrays_digest(levels.data, levels.indices, levels.indptr, params=params)}.npz"
     if not cached.exists():
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(0)
         article = np.unique([i.split("_")[0] for i in ids], return_inverse=True)[1]
         first = rng.integers(0, levels.shape[0], n_docs)
         second = rng.integers(0, levels.shape[0], n_docs)
@@ -228,23 +228,24 @@ def bp_order(vectors, block_size, iterations):
 WARMUP = 200  # untimed calls before each timed pass
 
 
-CHUNK = 100  # queries per turn when several engines are timed together
+CHUNK = 20  # queries per turn when several engines are timed together
 
 
 def latencies(fns, n):
     """Wall-clock and CPU (this thread) milliseconds per call of each fn(i), i < n, after WARMUP untimed
     calls (the same warm caches for every engine). CPU time leaves out the time other processes held the
     core, which on a shared machine inflates wall times and above all their tails. Several engines take
-    turns: the queries in chunks of CHUNK, each chunk run by every engine, the engine that starts rotating
-    from chunk to chunk, so slow changes of the machine (another job's phases) hit every engine alike; one
-    chunk's postings are far larger than the CPU caches, so an engine gains nothing from the one before it.
+    turns: the queries in chunks of CHUNK, each chunk run by every engine in a fresh random (seeded) order,
+    so that the machine's slow changes (other jobs, neighbours on a shared host) hit every engine alike and
+    no engine always runs after the same one (which could leave it caches warm with the same queries).
     Returns [(wall ms, cpu ms)] per engine, in the order of `fns`."""
     for fn in fns:
         for i in range(min(n, WARMUP)):
             fn(i)
+    rng = np.random.default_rng(0)
     wall, cpu = np.empty((len(fns), n)), np.empty((len(fns), n))
-    for turn, first in enumerate(range(0, n, CHUNK)):
-        for e in np.roll(np.arange(len(fns)), -turn):
+    for first in range(0, n, CHUNK):
+        for e in rng.permutation(len(fns)):
             fn = fns[e]
             for i in range(first, min(first + CHUNK, n)):
                 start, start_cpu = time.perf_counter(), time.thread_time()
