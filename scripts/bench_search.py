@@ -474,6 +474,14 @@ def fit_costs(records):
 def bench_bmp(label, levels, ids, families, truth, order, order_label, block_size, args, report):
     import bmp
 
+    # bmp keeps a dense byte of block maximum per (term, block): it does not fit where that table does not
+    used_terms = int(np.count_nonzero(np.bincount(levels.indices, minlength=levels.shape[1])))
+    table = used_terms * -(-levels.shape[0] // block_size)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if table > 0.6 * memory:
+        print(f"bmp skipped on {label}: its block-max table ({used_terms} terms x {table // used_terms} blocks = "
+              f"{table / 2**30:.1f} GiB) exceeds 60% of this machine's {memory / 2**30:.0f} GiB", flush=True)
+        return
     tokens = np.array([str(t) for t in range(levels.shape[1])], dtype=object)
     id_pos = {doc_id: i for i, doc_id in enumerate(ids)}
     with tempfile.TemporaryDirectory(dir=CACHE) as folder:

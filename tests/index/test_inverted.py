@@ -46,7 +46,7 @@ def assert_matches_brute_force(index, queries, k):
         (300, 64, 0.1, 0.2, 10, True),  # many ties
         (1000, 500, 0.02, 0.01, 7, False),
         (2000, 300, 0.05, 0.1, 1000, False),
-        (6000, 200, 0.05, 0.1, 100, True),  # large k over many documents: the sampled threshold, with ties
+        (6000, 200, 0.05, 0.1, 300, True),  # large k over many documents: the sampled threshold, with ties
     ],
 )
 def test_search_equals_brute_force(quantization, n_docs, vocab, doc_density, query_density, k, integer):
@@ -79,7 +79,7 @@ def test_select_top_k_equals_sort(dtype, case):
     elif case == "sampled_only":  # every high score is in the sample: fewer than k reach its threshold
         acc = rng.random(n) * 0.001
         acc[::stride] = 10.0 ** rng.uniform(1, 6, acc[::stride].size)
-        assert 0 < (acc >= kernels.sampled_threshold(acc, k, stride)).sum() < k  # the rerun is taken
+        assert 0 < (acc > kernels.sampled_threshold(acc, k, stride)).sum() < k  # the rerun is taken
     elif case == "few_positive":
         acc = np.zeros(n)
         acc[rng.choice(n, k // 3, replace=False)] = rng.random(k // 3) + 0.5
