@@ -54,7 +54,8 @@ class TrainConfig:
     # teacher scores for distillation: "file" (scores in the JSONL) or an ensemble
     # [{kind: dense|sparse, path, weight}] scored on the fly, min-max normalised per query
     teachers: list | str | None = None
-    # sparsifiers: [{kind: flops|l1|idf_flops|l0_mask|hard_concrete, side: query|doc, weight, warmup_steps, threshold}]
+    # sparsifiers: [{kind: flops|l1|idf_flops|l0_mask|hard_concrete, side: query|doc, weight, warmup_steps, threshold}];
+    # also {kind: anchor}: squared distance to the starting tower's weights (not driven by targets)
     regularizers: list = field(default_factory=lambda: [
         {"kind": "flops", "side": "query", "weight": 5e-4, "warmup_steps": 100},
         {"kind": "flops", "side": "doc", "weight": 3e-4, "warmup_steps": 100},

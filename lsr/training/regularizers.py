@@ -62,4 +62,16 @@ class IDFAwareFLOPS(nn.Module):
         return per_term.sum() if self.scale is None else (per_term * self.scale).sum()
 
 
-REGULARIZERS = {"flops": FLOPS, "l1": L1, "l0_mask": L0MaskFLOPS, "idf_flops": IDFAwareFLOPS}
+class Anchor(nn.Module):
+    """(1/N) Σ_i Σ_j (w_ij − w⁰_ij)²: squared distance to the weights the tower gave the same texts before training.
+
+    Not a sparsifier (target multipliers leave it alone): it keeps the terms no training query contains —
+    the expansions, which the ranking loss never reaches — near their starting weights while the shared
+    encoder moves, instead of letting them drift below zero, where no gradient brings them back.
+    """
+
+    def forward(self, w: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        return (w - start).pow(2).sum(dim=1).mean()
+
+
+REGULARIZERS = {"flops": FLOPS, "l1": L1, "l0_mask": L0MaskFLOPS, "idf_flops": IDFAwareFLOPS, "anchor": Anchor}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -118,8 +119,12 @@ class Trainer:
                                            "target_flops": cfg.target_flops}, cfg.target_rate, cfg.target_ramp_steps,
                                           cfg.target_gain)
         self.regs = [self._regularizer(spec, idf) for spec in cfg.regularizers]
+        # anchors compare each side's weights with those of a frozen copy of its tower as loaded (the step-0
+        # model, also on resume: the model is built from its source before any checkpoint is loaded)
+        self.anchor_towers = {reg["side"]: _frozen_copy(self._tower(reg["side"])) for reg in self.regs
+                              if reg["kind"] == "anchor"}
         for target in self.targets:
-            driven = [r for r in self.regs if target.side_applies(r["side"])]
+            driven = [r for r in self.regs if target.side_applies(r["side"]) and r["kind"] != "anchor"]
             if not driven:
                 raise ValueError(f"{target.setting}: no regulariser to drive (add one on that side)")
             for reg in driven:
@@ -224,9 +229,12 @@ class Trainer:
         """λ of a regulariser at optimizer step `step`: warm-up × the multipliers of the targets driving it."""
         weight = quadratic_warmup(reg["weight"], step, reg["warmup"])
         for target in self.targets:
-            if target.side_applies(reg["side"]):
+            if target.side_applies(reg["side"]) and reg["kind"] != "anchor":
                 weight *= target.value
         return weight
+
+    def _tower(self, side: str):
+        return self.model.doc_tower if side == "doc" else self.model.query_tower
 
     def compute(self, batch: dict, step: int):
         """(total loss, {part: value}, stats) of one micro-batch at optimizer step `step`."""
@@ -258,6 +266,13 @@ class Trainer:
                     raise ValueError(f"hard_concrete on {reg['side']}: enable model.{reg['side']}_gates")
                 # the expected number of non-zeros per text of that side
                 value = tower.gates.expected_nnz(d_pooled if reg["side"] == "doc" else q_pooled)
+            elif reg["kind"] == "anchor":
+                side = reg["side"]
+                texts, length = ((batch["docs"], self.cfg.data.doc_max_length) if side == "doc"
+                                 else (batch["queries"], self.cfg.data.query_max_length))
+                with torch.no_grad():
+                    start = self.anchor_towers[side].encode(texts, length)
+                value = reg["module"](docs if side == "doc" else q, start)
             else:
                 value = reg["module"](docs if reg["side"] == "doc" else q)
             parts[reg["name"]] = value
@@ -424,3 +439,11 @@ def _seed_everything(seed: int) -> None:
 
 def train(cfg: TrainConfig) -> dict:
     return Trainer(cfg).train()
+
+
+def _frozen_copy(tower):
+    """A copy of `tower` that takes no gradient and no dropout."""
+    frozen = copy.deepcopy(tower).eval()
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    return frozen

@@ -330,3 +330,37 @@ def test_query_table_alone_learns_at_its_own_rate(tmp_path, records_file, splade
     with pytest.raises(ValueError, match="nothing to train"):
         Trainer(tiny_config(tmp_path / "frozen", records_file, splade_tiny_path, regularizers=[],
                             model={"kind": "inference_free", "doc_tower_trainable": False}))
+
+
+def test_anchor_keeps_documents_near_the_starting_tower(tmp_path, records_file, splade_tiny_path):
+    """The anchor is zero at step 0, ignored by target multipliers, and holds the documents' weights nearer
+    their start than the same run without it (which FLOPS drives far from it)."""
+    texts = [f"{topic} study {i}" for i, topic in enumerate(TOPICS)]
+
+    def run(folder, regularizers):
+        cfg = tiny_config(tmp_path / folder, records_file, splade_tiny_path, max_steps=20, model={"dropout": 0.0},
+                          target_doc_nnz=64, regularizers=regularizers)
+        trainer = Trainer(cfg)
+        with torch.no_grad():
+            start = trainer.model.encode_documents(texts, cfg.data.doc_max_length)
+        if "anchor" in [r["kind"] for r in trainer.regs]:
+            anchor = next(r for r in trainer.regs if r["kind"] == "anchor")
+            batch = {"queries": texts[:2], "docs": texts[:6], "group_size": 3, "teacher": None}
+            _, parts, _ = trainer.compute(batch, 0)
+            assert parts["anchor_doc"] == 0.0
+            for target in trainer.targets:
+                target.log_value = 5.0
+            assert trainer.reg_weight(anchor, 0) == anchor["weight"]
+        trainer.train()
+        trainer.model.eval()
+        with torch.no_grad():
+            end = trainer.model.encode_documents(texts, cfg.data.doc_max_length)
+        return float((end - start).pow(2).sum(1).mean())
+
+    flops = {"kind": "flops", "side": "doc", "weight": 1e-2}
+    drift = run("free", [flops])
+    anchored = run("anchored", [flops, {"kind": "anchor", "side": "doc", "weight": 1.0}])
+    assert anchored < 0.5 * drift, f"squared drift {anchored:.3g} with the anchor, {drift:.3g} without"
+    with pytest.raises(ValueError, match="no query encoder"):
+        Trainer(tiny_config(tmp_path / "if", records_file, splade_tiny_path, model={"kind": "inference_free"},
+                            regularizers=[{"kind": "anchor", "side": "query", "weight": 1.0}]))
