@@ -26,7 +26,8 @@ Seismic indexes are cached under .cache/bench keyed by the content hash of the v
 
 Reported per (corpus, family, k, engine, setting): p50 / p99 single-query latency (one thread, one call per
 query through the engine's Python API, after 200 untimed calls; our engines of a cell in turns), QPS on one
-thread (1 / mean latency), batch QPS on --threads threads, recall@k against our exhaustive index, bytes, build seconds; then ratio tables.
+thread (1 / mean latency), batch QPS on one and on --threads threads (medians of 5 alternating calls),
+recall@k against our exhaustive index, bytes, build seconds; then ratio tables.
 
     .venv/bin/python scripts/bench_search.py --corpora wiki-100k wiki-625k-bm25 wiki-1m-sim wiki-1m-pess
 """
@@ -278,6 +279,18 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
+BATCH_ROUNDS = 5  # one-thread and all-thread batch calls alternate, so the host's drifts hit both alike
+
+
+def batch_qps(search, n_queries, threads):
+    """(QPS on one thread, QPS on `threads`) of one batch call over all queries: medians of BATCH_ROUNDS."""
+    one, many = [], []
+    for _ in range(BATCH_ROUNDS):
+        one.append(_timed(lambda: search(1)))
+        many.append(_timed(lambda: search(threads)))
+    return n_queries / float(np.median(one)), n_queries / float(np.median(many))
+
+
 HEADER = ("| corpus | queries | k | engine | setting | p50 ms | p99 ms | QPS 1 thread | CPU p50 ms | CPU p99 ms | "
           "CPU QPS | batch QPS 1 thread | batch QPS all threads | recall | plan (blockmax / exhaustive / abandoned) "
           "| MB | build s |")
@@ -390,8 +403,8 @@ def bench_corpus(name, data, args, report):
                 batch1 = batch = plan = None
                 if setting in ("exact", "auto"):  # batch calls: the default and the exhaustive index
                     searcher.search(queries[:WARMUP], k=k, threads=args.threads, **knobs)  # compiled, warm
-                    batch1 = len(rows) / _timed(lambda: searcher.search(queries, k=k, threads=1, **knobs))
-                    batch = len(rows) / _timed(lambda: searcher.search(queries, k=k, threads=args.threads, **knobs))
+                    batch1, batch = batch_qps(lambda t: searcher.search(queries, k=k, threads=t, **knobs),
+                                              len(rows), args.threads)
                 if searcher is index and "method" not in knobs:
                     methods = index.explain(queries, k=k, **knobs)["method"]
                     plan = [float(np.mean(methods == m)) for m in ("blockmax", "exhaustive", "abandoned")]
