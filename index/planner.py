@@ -30,7 +30,8 @@ their own timings: per class of queries (k bucket x query-length bucket, `route_
 moving average of each route's measured time over the query's exhaustive estimate — the checks above (the
 "planner"), exhaustive search straight away, and block-max without a budget — and sends each query by the
 fastest, except a few (the fewer the slower the route is), which take another route so that every average
-stays current.
+stays current. The slower routes' averages move with the fastest one's (`_record_time`), so that a load
+that comes and goes on the machine does not decide between a route timed now and one timed long ago.
 Approximate searches (alpha or beta < 1) are never routed by timings: which algorithm answers decides their
 result, which must not depend on history.
 
@@ -156,16 +157,32 @@ def route_class(k, n_terms):
 
 
 @njit(cache=True)
+def _warm(route):
+    """Whether every route of a class has had its ROUTE_WARMUP timings."""
+    for r in range(N_ROUTES):
+        if route[ROUTE_TIMED + r] < ROUTE_WARMUP:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _best_route(route):
+    """The fastest route by the averages: exhaustive unless another is ROUTE_MARGIN faster."""
+    best = 0
+    for r in range(1, N_ROUTES):
+        if route[r] < (1.0 - ROUTE_MARGIN) * route[0] and route[r] < route[best]:
+            best = r
+    return best
+
+
+@njit(cache=True)
 def _choose_route(route):
     """The route (method code) of the next query of a class, from its row of route statistics (counted here)."""
     route[ROUTE_SEEN] += 1
     for r in (2, 0, 1):
         if route[ROUTE_TIMED + r] < ROUTE_WARMUP:
             return r
-    best = 0
-    for r in range(1, N_ROUTES):
-        if route[r] < (1.0 - ROUTE_MARGIN) * route[0] and route[r] < route[best]:
-            best = r
+    best = _best_route(route)
     for r in range(N_ROUTES):
         if r != best:
             slower = route[r] / max(route[best], 1e-12)
@@ -177,12 +194,25 @@ def _choose_route(route):
 
 @njit(cache=True)
 def _record_time(route, r, ratio):
-    """Add one query's time / exhaustive estimate to route r's moving average."""
+    """Add one query's time / exhaustive estimate to route r's moving average.
+
+    A timing of the best route also moves the other routes' averages by the same factor: what changes the
+    best route's average between two explorations of a slower one is mostly the machine (another job's
+    memory traffic, a neighbour on the host), which slows every route alike; a rarely timed route would
+    otherwise keep the average of a quieter (or busier) time and win (or lose) against the best on that
+    alone. So a slower route's average is its cost relative to the best, learned from its own timings."""
     n = route[ROUTE_TIMED + r]  # timings so far; the first one is not averaged (cold buffers)
     if n >= ROUTE_WARMUP:
         ratio = min(ratio, ROUTE_CLIP * route[r])
     if n >= 1:
+        tracks_load = _warm(route) and r == _best_route(route) and route[r] > 0
+        before = route[r]
         route[r] += max(ROUTE_WEIGHT, 1.0 / n) * (ratio - route[r])
+        if tracks_load:
+            factor = route[r] / before
+            for other in range(N_ROUTES):
+                if other != r:
+                    route[other] *= factor
     route[ROUTE_TIMED + r] = n + 1.0
     route[ROUTE_LAST + r] = route[ROUTE_SEEN]
 

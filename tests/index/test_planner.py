@@ -237,3 +237,25 @@ def test_nfcorpus_bm25_every_route_and_plan(beir_mirror_path):
         pruned = index.search(queries, k=k, alpha=0.8, method="blockmax")
         assert all(_same(auto[q], pruned[q] if m == "blockmax" else expected[q]) for q, m in enumerate(plan))
     assert routes == {0, 1, 2}
+
+
+def test_slower_routes_follow_the_machine_load_of_the_best():
+    """When the machine slows down (or speeds up), the best route's timings move the slower routes' averages
+    by the same factor: the load alone never makes a route that was timed long ago look faster."""
+    row = planner.new_routes()[0]
+    row[: planner.N_ROUTES] = [1.0, 1.25, 1.5]  # exhaustive best; block-max 1.25x, the planner 1.5x
+    row[planner.ROUTE_TIMED:planner.ROUTE_LAST] = 100
+    for _ in range(300):  # every route twice as slow now: only the best is timed
+        planner._record_time(row, 0, 2.0)
+    assert row[0] == pytest.approx(2.0, rel=0.02)
+    np.testing.assert_allclose(row[1:planner.N_ROUTES] / row[0], [1.25, 1.5])
+    assert planner._best_route(row) == 0
+    for _ in range(300):  # block-max's own timings still change its cost relative to the best: it takes over
+        planner._record_time(row, 1, 0.5 * row[0])
+    assert planner._best_route(row) == 1
+    assert row[1] / row[0] < 1 - planner.ROUTE_MARGIN
+    cold = planner.new_routes()[0]  # during the warm-up every route is timed in turn: nothing moves the others
+    cold[: planner.N_ROUTES] = [1.0, 1.25, 1.5]
+    cold[planner.ROUTE_TIMED:planner.ROUTE_LAST] = [planner.ROUTE_WARMUP, planner.ROUTE_WARMUP, 1]
+    planner._record_time(cold, 0, 2.0)
+    np.testing.assert_array_equal(cold[1:planner.N_ROUTES], [1.25, 1.5])
