@@ -291,10 +291,11 @@ def zero_shot(record: Path, model, cache: Path) -> None:
 
 STYLE = {"flops": ("tab:blue", "o"), "idf_flops": ("tab:orange", "s"), "l0_mask": ("tab:green", "^"),
          "hard_concrete": ("tab:red", "v"), "hard_concrete_text": ("tab:brown", "<"),
-         "inference_free_idf_flops": ("tab:purple", "D")}
+         "inference_free_idf_flops": ("tab:purple", "D"), f"inference_free_anchor{ANCHOR_WEIGHT:g}_idf_flops": ("tab:pink", "h")}
 
 
-SERIES = {"hard_concrete": "hard_concrete, vocabulary gates", "hard_concrete_text": "hard_concrete, (text, term) gates"}
+SERIES = {"hard_concrete": "hard_concrete, vocabulary gates", "hard_concrete_text": "hard_concrete, (text, term) gates",
+          f"inference_free_anchor{ANCHOR_WEIGHT:g}_idf_flops": f"inference_free_idf_flops + anchor {ANCHOR_WEIGHT:g}"}
 Y_FLOOR = 0.26  # the plot's nDCG@10 axis starts here, so that the curves near the baselines stay apart
 
 
