@@ -112,7 +112,8 @@ RUNS = {
                                    "model": {"kind": "inference_free", "query_table_trainable": True,
                                              "doc_tower_trainable": False}},
     # ... or train the document tower with an anchor to its starting weights, which holds the expansions
-    # that no training query reaches (weight from 50-step probes: the drift it allows, see docs/training.md)
+    # that no training query reaches (weight from a 60-step probe: at 0.03 the batches' documents kept 230-250
+    # non-zeros; docs/training.md)
     f"inference_free_anchor{ANCHOR_WEIGHT:g}_idf_flops@256": {
         **inference_free_run(256), **DEV_SELECTED,
         "regularizers": inference_free_run(256)["regularizers"] + [{"kind": "anchor", "side": "doc",
@@ -291,7 +292,8 @@ def zero_shot(record: Path, model, cache: Path) -> None:
 
 STYLE = {"flops": ("tab:blue", "o"), "idf_flops": ("tab:orange", "s"), "l0_mask": ("tab:green", "^"),
          "hard_concrete": ("tab:red", "v"), "hard_concrete_text": ("tab:brown", "<"),
-         "inference_free_idf_flops": ("tab:purple", "D"), f"inference_free_anchor{ANCHOR_WEIGHT:g}_idf_flops": ("tab:pink", "h")}
+         "inference_free_idf_flops": ("tab:purple", "D"),
+         f"inference_free_anchor{ANCHOR_WEIGHT:g}_idf_flops": ("tab:pink", "h")}
 
 
 SERIES = {"hard_concrete": "hard_concrete, vocabulary gates", "hard_concrete_text": "hard_concrete, (text, term) gates",
