@@ -147,7 +147,7 @@ def simulate_optimistic(levels, ids, seed):
     """10 noisy copies of every passage, shuffled (see module doc); returns levels and ids."""
     cached = CACHE / f"wiki-1m-sim-{arrays_digest(levels.data, levels.indices, levels.indptr, params=[seed, 1])}.npz"
     if not cached.exists():
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(seed)
         copies = []
         for _ in range(10):
             keep = rng.random(levels.nnz) < 0.8
@@ -169,7 +169,7 @@ def simulate_pessimistic(levels, ids, seed, n_docs=1_000_000):
     params = [seed, n_docs, 1]
     cached = CACHE / f"wiki-1m-pess-{arrays_digest(levels.data, levels.indices, levels.indptr, params=params)}.npz"
     if not cached.exists():
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(seed)
         article = np.unique([i.split("_")[0] for i in ids], return_inverse=True)[1]
         first = rng.integers(0, levels.shape[0], n_docs)
         second = rng.integers(0, levels.shape[0], n_docs)
