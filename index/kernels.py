@@ -151,7 +151,7 @@ def _heap_pass(acc, k, cut, reset, heap_scores, heap_keys, heap_docs):
         start = chunk * SELECT_CHUNK
         end = min(start + SELECT_CHUNK, n_docs)
         largest = bits.dtype.type(0)
-        if end - start == SELECT_CHUNK:
+        if end - start == SELECT_CHUNK:  # a constant trip count: the compiler vectorises this maximum
             for j in range(SELECT_CHUNK):
                 x = bits[start + j]
                 largest = x if x > largest else largest
