@@ -82,7 +82,7 @@ DEV_SELECTED = {"eval_every": 100, "eval_dataset": "nfcorpus"}  # the best dev c
 FINETUNE_FLOPS = 3.3
 
 
-LONG_STEPS = 600  # the long fine-tune: ~10 s a step on one CPU thread at doc length 256, ~5 s on two (resumable)
+LONG_STEPS = 600  # the long fine-tune: ~10 s a step on one CPU thread at doc length 256, ~6 s on two (resumable)
 
 
 def finetune_flops_run(target: float, steps: int = 400, eval_every: int = 100) -> dict:
