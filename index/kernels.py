@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
+from .atomic import fetch_add
 from .topk import heap_drain_sorted, heap_push
 
 
@@ -196,11 +197,15 @@ def search_exhaustive(q_indptr, q_indices, q_data, scale, offsets, post_docs, po
     out_scores = np.zeros((n_queries, k), dtype=q_data.dtype)
     out_docs = np.full((n_queries, k), -1, dtype=np.int64)
     out_counts = np.zeros(n_queries, dtype=np.int64)
+    next_query = np.zeros(1, dtype=np.int64)  # workers draw queries from it (`atomic`), not round robin
     for worker in prange(n_workers):
         heap_scores = np.empty(k, dtype=q_data.dtype)
         heap_keys = np.empty(k, dtype=np.int64)
         heap_docs = np.empty(k, dtype=np.int64)
-        for q in range(worker, n_queries, n_workers):
+        while True:
+            q = fetch_add(next_query, 0, 1)
+            if q >= n_queries:
+                break
             start, end = q_indptr[q], q_indptr[q + 1]
             out_counts[q] = search_one(q_indices[start:end], q_data[start:end], scale, offsets, post_docs,
                                        post_weights, ws_acc[worker], heap_scores, heap_keys, heap_docs,

@@ -54,6 +54,7 @@ from numba.extending import intrinsic
 
 from . import blockmax_kernels as bk
 from . import kernels
+from .atomic import fetch_add
 
 METHODS = ("exhaustive", "blockmax", "auto")
 # Per-query outcome recorded in the plan: how the returned top-k was computed.
@@ -342,6 +343,7 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
     out_docs = np.full((n_queries, k), -1, dtype=np.int64)
     out_counts = np.zeros(n_queries, dtype=np.int64)
     plan = np.zeros((n_queries, len(PLAN_FIELDS)), dtype=np.float64)
+    next_query = np.zeros(1, dtype=np.int64)  # workers draw queries from it (`atomic`), not round robin
     for worker in prange(n_workers):
         bucket_start = np.zeros(bk.N_BUCKETS + 1, dtype=np.int64)
         bucket_max = np.zeros(bk.N_BUCKETS, dtype=np.float32)
@@ -350,7 +352,10 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
         heap_docs = np.empty(k, dtype=np.int64)
         stats = np.zeros(bk.N_STATS, dtype=np.int64)
         limits = np.zeros(bk.N_LIMITS, dtype=np.float64)
-        for q in range(worker, n_queries, n_workers):
+        while True:
+            q = fetch_add(next_query, 0, 1)
+            if q >= n_queries:
+                break
             start, end = q_indptr[q], q_indptr[q + 1]
             out_counts[q] = _search_query(
                 q_indices[start:end], q_data[start:end], scale, alpha, beta, k, kth_row, block_size, n_docs, order,
