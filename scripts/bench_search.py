@@ -630,6 +630,7 @@ def print_ratios(rows, clock="cpu"):
                 print(f"| {corpus} | {family} | {k} | {peer['setting']} | {peer['recall']:.4f} / {peer[qps]:.0f} | "
                       f"{best['engine']} {best['setting']} | {best['recall']:.4f} / {best[qps]:.0f} | "
                       f"{best[qps] / peer[qps]:.2f} |")
+    print_target_vs_seismic(cells, qps, clock)
     if clock == "cpu":
         return
     print("\n### Batch QPS: all threads / one thread (wall clock)\n")
@@ -639,6 +640,43 @@ def print_ratios(rows, clock="cpu"):
         if row["batch1"] and row["batch"]:
             print(f"| {row['corpus']} | {row['family']} | {row['k']} | {row['engine']} | {row['setting']} | "
                   f"{row['batch1']:.0f} | {row['batch']:.0f} | {row['batch'] / row['batch1']:.2f} |")
+
+
+def print_target_vs_seismic(cells, qps, clock):
+    """Issue 15's approximate target, as stated: one of our settings with recall >= 0.95 on every family of a
+    corpus, against Seismic's fastest setting whose recall is at least ours, per family. A family where no
+    Seismic setting reaches our recall has no such comparison; its most accurate setting is shown instead."""
+    print(f"\n### Approximate target: our settings with recall >= 0.95 on every family vs Seismic's fastest "
+          f"setting at equal or higher recall ({clock} time)\n")
+    print("| corpus | k | ours | queries | ours recall / QPS | Seismic at >= our recall: setting, recall / QPS "
+          "| ours / Seismic |")
+    print("|---|---|---|---|---|---|---|")
+    by_corpus = {}
+    for (corpus, family, k), cell in cells.items():
+        by_corpus.setdefault((corpus, k), {})[family] = cell
+    for (corpus, k), families in by_corpus.items():
+        if not any(r["engine"] == "seismic" for cell in families.values() for r in cell):
+            continue
+        settings = None
+        for cell in families.values():
+            good = {(r["engine"], r["setting"]) for r in cell
+                    if r["engine"].startswith(("block-max", "ours")) and r["recall"] >= 0.95}
+            settings = good if settings is None else settings & good
+        for engine, setting in sorted(settings or ()):
+            for family, cell in families.items():
+                ours = next(r for r in cell if r["engine"] == engine and r["setting"] == setting)
+                peers = [r for r in cell if r["engine"] == "seismic"]
+                reaching = [r for r in peers if r["recall"] >= ours["recall"]]
+                if reaching:
+                    peer = max(reaching, key=lambda r: r[qps])
+                    versus, ratio = (f"{peer['setting']}, {peer['recall']:.4f} / {peer[qps]:.0f}",
+                                     f"**{ours[qps] / peer[qps]:.2f}**")
+                else:
+                    peer = max(peers, key=lambda r: r["recall"])
+                    versus, ratio = (f"none (most accurate: {peer['setting']}, {peer['recall']:.4f} / "
+                                     f"{peer[qps]:.0f})", "—")
+                print(f"| {corpus} | {k} | {engine} {setting} | {family} | {ours['recall']:.4f} / {ours[qps]:.0f} | "
+                      f"{versus} | {ratio} |")
 
 
 def main():
