@@ -228,16 +228,18 @@ def _select_terms(q_terms, q_weights, beta):
 
 
 @njit(inline="always", cache=True)
-def _prefetch_block(b, far, terms, rows, recorded, slot, n_blocks, dense_slot, block_size, order, fw_post_base,
-                    fw_post):
-    """Two-stage prefetch: block `far`'s posting locations, then block b's postings (located by now)."""
+def _prefetch_block(b, b_key, far, far_key, terms, rows, recorded, slot, n_blocks, dense_slot, block_size, order,
+                    fw_post_base, fw_post):
+    """Two-stage prefetch: block `far`'s posting locations, then block b's postings (located by now).
+    `b_key` / `far_key`: the blocks' rows of `slot` (see `_locate_rare`)."""
     nq = terms.shape[0]
     if far >= 0:
         for i in range(nq):
             if rows[i] >= 0:
                 prefetch(dense_slot, np.int64(rows[i]) * n_blocks + far)
-            elif recorded:
-                prefetch(slot, np.int64(i) * n_blocks + far)
+        if recorded:  # the block's row of rare-term slots: one line, two past 16 terms
+            prefetch(slot, np.int64(far_key) * nq)
+            prefetch(slot, np.int64(far_key) * nq + nq - 1)
         prefetch(fw_post_base, far)
     if b >= 0:
         prefetch(order, b * block_size)
@@ -247,7 +249,7 @@ def _prefetch_block(b, far, terms, rows, recorded, slot, n_blocks, dense_slot, b
             if r >= 0:
                 v = dense_slot[np.int64(r) * n_blocks + b]
             elif recorded:
-                v = slot[np.int64(i) * n_blocks + b]
+                v = slot[np.int64(b_key) * nq + i]
             else:
                 continue
             if v != 0:  # the run's first and last postings (runs of more than 32 can span two lines)
@@ -257,10 +259,11 @@ def _prefetch_block(b, far, terms, rows, recorded, slot, n_blocks, dense_slot, b
 
 
 @njit(inline="always", cache=True)
-def _accumulate_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, fw_offsets, fw_post_base, fw_terms,
-                      fw_rel_end, fw_post, acc, stats):
-    """Add block b's postings of the query terms (in ascending term order) into `acc` (one slot per document
-    of the block); counts the block and its postings in `stats`.
+def _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, fw_offsets, fw_post_base,
+                      fw_terms, fw_rel_end, fw_post, acc, stats):
+    """Add block b's postings of the query terms (in ascending term order) into `acc` (one entry per document
+    of the block); counts the block and its postings in `stats`. With `recorded`, row `key` of `slot` holds
+    where the block keeps each rare term (`_locate_rare`).
 
     Inlined, like every helper of the search loop: a call with array arguments costs atomic reference counting.
     """
@@ -271,7 +274,7 @@ def _accumulate_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, 
         # Where term i's postings lie in block b: dense row, recorded slot, or (long queries) search.
         r = rows[i]
         if r >= 0 or recorded:
-            v = dense_slot[np.int64(r) * n_blocks + b] if r >= 0 else slot[np.int64(i) * n_blocks + b]
+            v = dense_slot[np.int64(r) * n_blocks + b] if r >= 0 else slot[np.int64(key) * nq + i]
             start = np.int64(v >> np.uint32(8))
             end = start + np.int64(v & np.uint32(255))
         else:
@@ -295,10 +298,11 @@ def _accumulate_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, 
 
 
 @njit(inline="always", cache=True)
-def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order, fw_offsets,
-                 fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k, stats):
+def _score_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order,
+                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k,
+                 stats):
     """Score block b exactly and offer its documents to the heap (returns its new size); see `_accumulate_block`."""
-    _accumulate_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, fw_offsets, fw_post_base, fw_terms,
+    _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, fw_offsets, fw_post_base, fw_terms,
                       fw_rel_end, fw_post, acc, stats)
     first = b * block_size
     for d in range(min(block_size, n_docs - first)):
@@ -312,14 +316,41 @@ def _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block
 
 
 @njit(inline="always", cache=True)
-def _clear_slots(terms, rows, recorded, slot, n_blocks, bm_offsets, bm_blocks):
-    """Zero the slots the bound pass recorded for rare terms (the buffer is all zero between searches)."""
-    if recorded:
-        for i in range(terms.shape[0]):
-            if rows[i] < 0:
-                row_start = np.int64(i) * n_blocks
-                for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
-                    slot[row_start + bm_blocks[e]] = 0
+def _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, blocks, perm, use_perm, n, slot):
+    """Record where the blocks about to be scored keep each rare query term: for key = perm[m] (use_perm) or m,
+    m = 0 .. n-1 taken in ascending order of block blocks[key], slot[key * nq + i] = `start << 8 | count` of
+    term i's postings in that block (0: none). One galloping merge of each rare term's block list with the
+    blocks: only the blocks scored are written, where recording every (term, block) entry while bounding
+    cost a cache-missing write per entry, several times the bound itself."""
+    nq = terms.shape[0]
+    for i in range(nq):
+        if rows[i] >= 0:
+            continue
+        e = bm_offsets[terms[i]]
+        end = bm_offsets[terms[i] + 1]
+        for m in range(n):
+            key = perm[m] if use_perm else m
+            b = blocks[key]
+            if e < end and bm_blocks[e] < b:  # gallop to the first entry >= b: indices below lo are all < b
+                lo = e + 1
+                hi = e + 1
+                step = 1
+                while hi < end and bm_blocks[hi] < b:
+                    lo = hi + 1
+                    step <<= 1
+                    hi = e + step
+                hi = min(hi, end)
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if bm_blocks[mid] < b:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                e = lo
+            v = np.uint32(0)
+            if e < end and bm_blocks[e] == b:
+                v = (bm_post[e] << np.uint32(8)) | np.uint32(bm_count[e])
+            slot[np.int64(key) * nq + i] = v
 
 
 @njit(inline="always", cache=True)
@@ -508,8 +539,8 @@ def _probe(terms, ws, rows, k, alpha, reuse, block_size, n_docs, order, stride, 
             finished = True
             break
         b = order_blocks[position] * stride
-        _accumulate_block(b, terms, ws, rows, False, slot, n_blocks, dense_slot, fw_offsets, fw_post_base, fw_terms,
-                          fw_rel_end, fw_post, acc, work)
+        _accumulate_block(b, 0, terms, ws, rows, False, slot, n_blocks, dense_slot, fw_offsets, fw_post_base,
+                          fw_terms, fw_rel_end, fw_post, acc, work)
         first = b * block_size
         for d in range(min(block_size, n_docs - first)):
             score = acc[d]
@@ -540,7 +571,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     """Block-Max Pruning top-k of one query; returns the number of results written to out_*, or -1 when
     the work estimated exceeded the budget (see below) and the search was abandoned.
 
-    Every buffer argument is per worker; `ub` and `slot` must be all zero on entry and are left so.
+    Every buffer argument is per worker; `ub` must be all zero on entry and is left so.
     `limits` (N_LIMITS float64) holds a budget (np.inf: none) and the cost estimates compared with it:
     first, when probing, before any bound of the full search is computed, `_probe`'s estimate (the
     bounds plus stride x the blocks a block-max search of every stride-th block scores); then, once the
@@ -583,9 +614,9 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             stats[STAT_ABANDONED] = 1
             return -1
     # Bounds, term by term in ascending term order (as scores are summed): a vectorised pass over the
-    # dense rows of frequent terms, a scatter for rare terms, which for short queries also records in
-    # row i of `slot` where each block keeps term i (as `dense_slot` does for frequent terms), so scoring
-    # a block needs no search in its term list. Rows are term-major: each term's writes move forwards.
+    # dense rows of frequent terms, a scatter for rare terms. For short queries, where the blocks to be scored
+    # keep their rare terms is recorded later, for those blocks only (`_locate_rare`; `dense_slot` holds it for
+    # frequent terms), so scoring a block needs no search in its term list.
     recorded = nq <= RECORD_TERMS
     for i in range(nq):
         w = ws[i]
@@ -595,12 +626,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             for b in range(n_blocks):
                 ub[b] += w * np.float32(row[b])
             continue
-        row_start = np.int64(i) * n_blocks
         for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
-            b = bm_blocks[e]
-            ub[b] += w * np.float32(bm_max[e])
-            if recorded:
-                slot[row_start + b] = (bm_post[e] << np.uint32(8)) | np.uint32(bm_count[e])
+            ub[bm_blocks[e]] += w * np.float32(bm_max[e])
     for j in range(n_probed):  # scored by the probe: their documents are in the heap
         ub[cand[j]] = 0
     # Phase 0: the blocks of highest bound (a small heap over the chunks that can hold them) are scored
@@ -616,20 +643,24 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             if u > 0 and u >= theta0 and (n_first < n_first_max or u > heap_ub[0]):
                 n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, n_first_max, u, b, b)
     heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
+    first_slot = np.empty(n_first * nq if recorded else 0, dtype=np.uint32)  # row j: block first_blocks[j]
+    if recorded:
+        _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, first_blocks,
+                     np.argsort(first_blocks[:n_first]), True, n_first, first_slot)
     for j in range(n_first):
         near = first_blocks[j + PREFETCH_AHEAD] if j + PREFETCH_AHEAD < n_first else -1
         far = first_blocks[j + 2 * PREFETCH_AHEAD] if j + 2 * PREFETCH_AHEAD < n_first else -1
-        _prefetch_block(near, far, terms, rows, recorded, slot, n_blocks, dense_slot, block_size, order,
-                        fw_post_base, fw_post)
+        _prefetch_block(near, j + PREFETCH_AHEAD, far, j + 2 * PREFETCH_AHEAD, terms, rows, recorded, first_slot,
+                        n_blocks, dense_slot, block_size, order, fw_post_base, fw_post)
         theta = theta0
         if size == k and heap_scores[0] > theta:
             theta = heap_scores[0]
         if theta > alpha * first_ub[j]:
             break
         b = first_blocks[j]
-        size = _score_block(b, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order,
-                            fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys,
-                            heap_docs, size, k, stats)
+        size = _score_block(b, j, terms, ws, rows, recorded, first_slot, n_blocks, dense_slot, block_size, n_docs,
+                            order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores,
+                            heap_keys, heap_docs, size, k, stats)
         ub[b] = 0  # scored: not a candidate any more
     theta1 = theta0
     if size == k and heap_scores[0] > theta1:
@@ -655,6 +686,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     stats[STAT_CANDIDATES] = n_cand
     abandoned = _over_budget(n_cand, stats, limits)
     if n_cand > 0 and not abandoned:
+        if recorded:  # row c of `slot`: candidate c (ascending blocks)
+            _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, cand, False, n_cand, slot)
         # Bucket sort of the candidate bounds (descending) instead of a full sort.
         n_buckets = bucket_max.shape[0]
         width = (hi - lo) / n_buckets if hi > lo else np.float32(1.0)
@@ -685,17 +718,18 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             if theta > alpha * bucket_max[j]:
                 break
             for s in range(bucket_start[j], bucket_start[j + 1]):
-                near = cand[sorted_blocks[s + PREFETCH_AHEAD]] if s + PREFETCH_AHEAD < n_cand else -1
-                far = cand[sorted_blocks[s + 2 * PREFETCH_AHEAD]] if s + 2 * PREFETCH_AHEAD < n_cand else -1
-                _prefetch_block(near, far, terms, rows, recorded, slot, n_blocks, dense_slot, block_size, order,
-                                fw_post_base, fw_post)
+                near_key = sorted_blocks[s + PREFETCH_AHEAD] if s + PREFETCH_AHEAD < n_cand else -1
+                far_key = sorted_blocks[s + 2 * PREFETCH_AHEAD] if s + 2 * PREFETCH_AHEAD < n_cand else -1
+                _prefetch_block(cand[near_key] if near_key >= 0 else -1, near_key,
+                                cand[far_key] if far_key >= 0 else -1, far_key, terms, rows, recorded, slot, n_blocks,
+                                dense_slot, block_size, order, fw_post_base, fw_post)
                 c = sorted_blocks[s]
                 theta = theta0
                 if size == k and heap_scores[0] > theta:
                     theta = heap_scores[0]
                 if theta > alpha * cand_ub[c]:
                     continue
-                size = _score_block(cand[c], terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size,
+                size = _score_block(cand[c], c, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size,
                                     n_docs, order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc,
                                     heap_scores, heap_keys, heap_docs, size, k, stats)
                 if stats[STAT_BLOCKS] >= next_check:
@@ -708,7 +742,6 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                         break
             if abandoned:
                 break
-    _clear_slots(terms, rows, recorded, slot, n_blocks, bm_offsets, bm_blocks)
     if abandoned:
         stats[STAT_ABANDONED] = 1
         return -1
@@ -719,10 +752,10 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
 
 def new_workspace(n_workers: int, n_blocks: int, block_size: int) -> tuple:
     """Per-worker search buffers, reused across calls: allocating (and page-faulting) megabytes per query
-    would dominate single-query latency. `ub`, `slot` and `acc` start zero; searches leave them so."""
+    would dominate single-query latency. `ub` and `acc` start zero; searches leave them so."""
     return (
         np.zeros((n_workers, n_blocks), dtype=np.float32),  # ub
-        np.zeros((n_workers, RECORD_TERMS * n_blocks), dtype=np.uint32),  # slot
+        np.zeros((n_workers, RECORD_TERMS * n_blocks), dtype=np.uint32),  # slot: RECORD_TERMS per candidate
         np.zeros((n_workers, max(block_size, 1)), dtype=np.float32),  # acc
         np.empty((n_workers, n_blocks), dtype=np.int64),  # cand
         np.empty((n_workers, n_blocks), dtype=np.float32),  # cand_ub
