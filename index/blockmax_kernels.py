@@ -33,7 +33,7 @@ from .topk import heap_drain_sorted, heap_push
 
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 N_BUCKETS = 1024
-RECORD_TERMS = 64  # queries with at most this many terms record where blocks keep their rare terms
+RECORD_TERMS = 64  # slots per block of the workspace that records where candidates keep their rare terms
 DENSE_DIVISOR = 5  # a term non-empty in at least 1/DENSE_DIVISOR of the blocks gets dense block maxima
 FIRST_DOCS = 256  # the search first scores the highest-bound blocks holding this many documents, then lists the
 FIRST_FILL = 2  # candidates; and at least FIRST_FILL * k documents, so the heap is full (k = 1000)
@@ -271,7 +271,7 @@ def _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_s
     nq = terms.shape[0]
     lo = fw_offsets[b]
     for i in range(nq):
-        # Where term i's postings lie in block b: dense row, recorded slot, or (long queries) search.
+        # Where term i's postings lie in block b: dense row, recorded slot, or search (see `search_one`).
         r = rows[i]
         if r >= 0 or recorded:
             v = dense_slot[np.int64(r) * n_blocks + b] if r >= 0 else slot[np.int64(key) * nq + i]
@@ -617,7 +617,6 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     # dense rows of frequent terms, a scatter for rare terms. For short queries, where the blocks to be scored
     # keep their rare terms is recorded later, for those blocks only (`_locate_rare`; `dense_slot` holds it for
     # frequent terms), so scoring a block needs no search in its term list.
-    recorded = nq <= RECORD_TERMS
     for i in range(nq):
         w = ws[i]
         r = rows[i]
@@ -643,14 +642,13 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             if u > 0 and u >= theta0 and (n_first < n_first_max or u > heap_ub[0]):
                 n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, n_first_max, u, b, b)
     heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
-    first_slot = np.empty(n_first * nq if recorded else 0, dtype=np.uint32)  # row j: block first_blocks[j]
-    if recorded:
-        _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, first_blocks,
-                     np.argsort(first_blocks[:n_first]), True, n_first, first_slot)
+    first_slot = np.empty(n_first * nq, dtype=np.uint32)  # row j: block first_blocks[j]
+    _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, first_blocks,
+                 np.argsort(first_blocks[:n_first]), True, n_first, first_slot)
     for j in range(n_first):
         near = first_blocks[j + PREFETCH_AHEAD] if j + PREFETCH_AHEAD < n_first else -1
         far = first_blocks[j + 2 * PREFETCH_AHEAD] if j + 2 * PREFETCH_AHEAD < n_first else -1
-        _prefetch_block(near, j + PREFETCH_AHEAD, far, j + 2 * PREFETCH_AHEAD, terms, rows, recorded, first_slot,
+        _prefetch_block(near, j + PREFETCH_AHEAD, far, j + 2 * PREFETCH_AHEAD, terms, rows, True, first_slot,
                         n_blocks, dense_slot, block_size, order, fw_post_base, fw_post)
         theta = theta0
         if size == k and heap_scores[0] > theta:
@@ -658,7 +656,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
         if theta > alpha * first_ub[j]:
             break
         b = first_blocks[j]
-        size = _score_block(b, j, terms, ws, rows, recorded, first_slot, n_blocks, dense_slot, block_size, n_docs,
+        size = _score_block(b, j, terms, ws, rows, True, first_slot, n_blocks, dense_slot, block_size, n_docs,
                             order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores,
                             heap_keys, heap_docs, size, k, stats)
         ub[b] = 0  # scored: not a candidate any more
@@ -686,7 +684,10 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     stats[STAT_CANDIDATES] = n_cand
     abandoned = _over_budget(n_cand, stats, limits)
     if n_cand > 0 and not abandoned:
-        if recorded:  # row c of `slot`: candidate c (ascending blocks)
+        # Row c of `slot`: candidate c's rare terms, when the workspace has room for every candidate (else a
+        # search of each scored block's term list: long queries with most blocks candidates).
+        recorded = n_cand * nq <= slot.shape[0]
+        if recorded:
             _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, cand, False, n_cand, slot)
         # Bucket sort of the candidate bounds (descending) instead of a full sort.
         n_buckets = bucket_max.shape[0]

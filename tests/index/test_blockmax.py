@@ -71,7 +71,7 @@ def _skewed_indexes(n_docs, vocab, share, exponent, block_size):
 @pytest.mark.parametrize("block_size", [4, 16, 64])
 def test_safe_mode_with_dense_and_sparse_block_maxima(block_size):
     # Skewed term frequencies: frequent terms get dense block-max rows, rare ones sparse lists; queries
-    # mix both, in short (recorded entries) and long (> 64 terms: searched term lists) form.
+    # mix both, short and long.
     vocab = 200
     index, exact = _skewed_indexes(517, vocab, 0.6, 1.2, block_size)
     assert 0 < index.n_dense_terms < vocab
@@ -92,6 +92,27 @@ def test_safe_mode_skipping_chunks_of_blocks(block_size):
     assert index.n_blocks > 20 * bk.SCAN_CHUNK and index.n_blocks % bk.SCAN_CHUNK != 0
     queries = _queries(vocab, seed=block_size, integer_weights=False)
     for k in (1, 10, 100, 1000):
+        _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
+
+
+def test_long_queries_with_most_blocks_candidates():
+    # The workspace records where RECORD_TERMS terms per block lie; a long query with more candidates than
+    # that holds searches each scored block's term list instead. Both must give the exhaustive result.
+    from lsr.index import blockmax_kernels as bk
+
+    vocab = 400
+    docs, ids = _corpus(3001, vocab, 0.03, seed=3, integer=False)  # every term rare: in ~12% of 4-doc blocks
+    index, exact = BlockMaxIndex.build(docs, ids, block_size=4, reorder=False), InvertedIndex.build(docs, ids)
+    assert index.n_dense_terms == 0
+    rng = np.random.default_rng(3)
+    rows = np.zeros((6, vocab), np.float32)
+    for row, length in zip(rows, (250, 250, 200, 120, 70, 40)):
+        row[rng.choice(vocab, size=length, replace=False)] = rng.random(length) + 0.05
+    queries = sp.csr_matrix(rows)
+    for k in (10, 100):
+        plan = index.explain(queries, k=k, method="blockmax")
+        searched = plan["candidates"] * np.diff(queries.indptr) > bk.RECORD_TERMS * index.n_blocks
+        assert searched.any() and not searched.all()
         _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
 
 
