@@ -2,7 +2,7 @@
 
 The batch kernels hand queries to their workers from one shared counter: a worker that drew cheap queries
 takes the next one instead of idling while another works through a run of expensive ones (query costs vary
-tenfold, so a fixed round-robin split leaves one thread waiting at the end of most batches).
+tenfold, so a fixed round-robin split can leave one thread idle while the other finishes its share).
 """
 
 from __future__ import annotations

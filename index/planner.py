@@ -64,16 +64,17 @@ PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "passing", "
 
 # Cost model (nanoseconds; see the module doc). Fitted by non-negative least squares to per-query CPU times
 # of both algorithms on the tuning rows of wiki-100k, wiki-625k-bm25 and wiki-1m-sim (k = 10 and 1000;
-# `scripts/bench_search.py --rows tune --calibrate`). The fit could not separate the dense-row bound cost
-# from the per-call constant; DENSE_NS and SCAN_NS are the cost of one vectorised multiply-add / compare.
-POSTING_NS = 1.78
-DOC_NS = 1.5
+# `scripts/bench_search.py --rows tune --calibrate`, refitted on 2026-12-04 after rare-term slots came to be
+# recorded for the scored blocks only). The fit cannot separate the dense-row bound cost from the per-block
+# passes (SCAN_NS: clearing, chunk maxima, listing); DENSE_NS is the vectorised multiply-add measured alone.
+POSTING_NS = 2.72
+DOC_NS = 2.32
 DENSE_NS = 0.1
-SPARSE_NS = 23.0
-SCAN_NS = 0.5
-BLOCK_NS = 181.0
-BLOCK_TERM_NS = 42.0
-BLOCK_POSTING_NS = 4.4
+SPARSE_NS = 9.86
+SCAN_NS = 6.61
+BLOCK_NS = 524.0
+BLOCK_TERM_NS = 24.9
+BLOCK_POSTING_NS = 10.5
 BUDGET_FACTOR = 1.0
 # The probe simulates block-max on every PROBE_STRIDE-th block (`blockmax_kernels._probe`; the index keeps
 # those blocks' maxima apart, `probe_layout`). Indexes with fewer than PROBE_MIN_SAMPLE sampled blocks are not
