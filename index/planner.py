@@ -28,7 +28,10 @@ The estimates are only estimates: on real vectors at k = 100 and 1000, block-max
 abandoned) for most queries, paying for bounds in vain. So safe searches (alpha = beta = 1) also learn from
 their own timings: per class of queries (k bucket x query-length bucket, `route_class`) the index keeps the
 moving average of each route's measured time over the query's exhaustive estimate — the checks above (the
-"planner"), exhaustive search straight away, and block-max without a budget — and sends each query by the
+"planner"), exhaustive search straight away, and block-max with only a loose budget (ROUTE_BUDGET_FACTOR x the
+exhaustive estimate, checked like the planner's budget once the candidates are listed and while they are scored,
+so that re-timing block-max where it loses — k = 100 and 1000 on real corpora, at 2-4x exhaustive's time — costs
+far less) — and sends each query by the
 fastest, except a few (the fewer the slower the route is), which take another route so that every average
 stays current. The slower routes' averages move with the fastest one's (`_record_time`), so that a load
 that comes and goes on the machine does not decide between a route timed now and one timed long ago.
@@ -84,13 +87,15 @@ PROBE_MIN_SAMPLE = 4
 PROBE = 1.0
 # Share of the candidates listed after the first blocks that block-max typically scores (the tail guard).
 CANDIDATE_SHARE = 0.2
+# The learned block-max route's safety net: its budget, times the exhaustive estimate (see the module doc).
+ROUTE_BUDGET_FACTOR = 1.5
 COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term", "block_posting", "budget", "probe",
-              "candidate_share")
+              "candidate_share", "route_budget")
 COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_TERM_NS, BLOCK_POSTING_NS,
-                  BUDGET_FACTOR, PROBE, CANDIDATE_SHARE])
+                  BUDGET_FACTOR, PROBE, CANDIDATE_SHARE, ROUTE_BUDGET_FACTOR])
 
 # Learned routes of safe searches (module doc). A route is a method code (METHODS: 0 exhaustive, 1 block-max
-# without a budget, 2 the planner's checks). Classes: k <= 10, <= 100, <= 1000, more, times
+# with the loose budget ROUTE_BUDGET_FACTOR, 2 the planner's checks). Classes: k <= 10, <= 100, <= 1000, more, times
 # floor(log2(query terms + 1)) capped at ROUTE_LENGTH_CLASSES - 1. A class's row of `new_routes()` holds, per
 # route r, the moving average of measured time / exhaustive estimate (column r), the queries timed (column
 # ROUTE_TIMED + r) and the class's query count when r last answered (ROUTE_LAST + r), then the queries seen.
@@ -273,13 +278,15 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
     route_row = route_class(k, terms.shape[0]) if routed else 0
     chosen = _choose_route(routes[route_row]) if routed else method
     plan[9] = chosen
+    # the learned block-max route keeps a loose budget; block-max asked for explicitly has none
+    budget_ns = costs[11] * exhaustive_ns if routed else np.inf
     start = _clock() if routed else 0
     count = _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets,
                         bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets,
                         fw_post_base, fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max,
-                        ps_dense, offsets, post_docs, post_weights, chosen, costs, postings, exhaustive_ns, bounds_ns,
-                        ub, slot, acc, cand, cand_ub, sorted_blocks, chunk_max, doc_acc, bucket_start, bucket_max,
-                        heap_scores, heap_keys, heap_docs, stats, limits, out_scores, out_docs, plan)
+                        ps_dense, offsets, post_docs, post_weights, chosen, costs, budget_ns, postings, exhaustive_ns,
+                        bounds_ns, ub, slot, acc, cand, cand_ub, sorted_blocks, chunk_max, doc_acc, bucket_start,
+                        bucket_max, heap_scores, heap_keys, heap_docs, stats, limits, out_scores, out_docs, plan)
     if routed:
         _record_time(routes[route_row], chosen, (_clock() - start) / max(exhaustive_ns, 1.0))
     return count
@@ -289,10 +296,11 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
 def _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets, bm_blocks,
                 bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets, fw_post_base,
                 fw_terms, fw_rel_end, fw_post, probe_stride, ps_offsets, ps_blocks, ps_max, ps_dense, offsets,
-                post_docs, post_weights, method, costs, postings, exhaustive_ns, bounds_ns, ub, slot, acc, cand,
-                cand_ub, sorted_blocks, chunk_max, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys, heap_docs,
-                stats, limits, out_scores, out_docs, plan):
-    """The route of the module doc's three checks (method 2), or Block-Max Pruning (1) / exhaustive (0)."""
+                post_docs, post_weights, method, costs, budget_ns, postings, exhaustive_ns, bounds_ns, ub, slot, acc,
+                cand, cand_ub, sorted_blocks, chunk_max, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys,
+                heap_docs, stats, limits, out_scores, out_docs, plan):
+    """The route of the module doc's three checks (method 2), Block-Max Pruning (1; abandoned for exhaustive
+    search once its work is estimated over `budget_ns`, np.inf: never) or exhaustive (0)."""
     n_blocks = ub.shape[0]
     # A block's cost: fixed, per query term (locating its postings: one cache miss each), per posting.
     block_ns = costs[5] + costs[6] * terms.shape[0]
@@ -300,7 +308,7 @@ def _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_do
     # At least the blocks holding k documents must be scored.
     least_ns = bounds_ns + prior_block_ns * ((k + block_size - 1) // block_size)
     if method == 1 or (method == 2 and least_ns < exhaustive_ns):
-        limits[bk.LIMIT_BUDGET] = np.inf if method == 1 else costs[8] * exhaustive_ns
+        limits[bk.LIMIT_BUDGET] = budget_ns if method == 1 else costs[8] * exhaustive_ns
         limits[bk.LIMIT_BLOCK] = block_ns
         limits[bk.LIMIT_POSTING] = costs[7]
         limits[bk.LIMIT_BOUNDS] = bounds_ns

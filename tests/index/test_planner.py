@@ -89,10 +89,11 @@ def test_every_plan_returns_what_its_algorithm_returns(block_size, reorder, prob
     assert (probed > 0) == (index.n_blocks >= planner.PROBE_MIN_SAMPLE * probe_stride)
 
 
-def test_learned_routes_answer_safe_queries_exactly():
+def test_learned_routes_answer_safe_queries_exactly(monkeypatch):
     """Safe "auto" searches go by the learned route of their class (warm-up: each route's first queries,
     then the fastest, a slower one now and then); whatever the route, the answer is exhaustive search's.
     Approximate searches never consult the routes."""
+    monkeypatch.setattr(planner, "COSTS", _costs(route_budget=np.inf))  # the block-max route runs to the end
     docs, ids = _corpus(400, 100, seed=11)
     index = BlockMaxIndex.build(docs, ids, block_size=8)
     query = _queries(100, seed=12)[5:6]  # 4 terms: route class (k <= 10, length 2)
@@ -131,6 +132,27 @@ def test_learned_routes_answer_safe_queries_exactly():
         index.routes[row, : planner.N_ROUTES] = [1.0, blockmax_ratio, 10.0]
         index.routes[row, planner.ROUTE_LAST:planner.ROUTE_SEEN] = index.routes[row, planner.ROUTE_SEEN]
         assert index.explain(query, k=10)["route"][0] == fastest
+
+
+def test_learned_blockmax_route_keeps_a_budget_explicit_blockmax_none(monkeypatch):
+    """The learned block-max route gives up for exhaustive search once its work is estimated over
+    ROUTE_BUDGET_FACTOR x the exhaustive estimate (here 0: as soon as a block is scored); block-max asked
+    for by name runs to the end whatever the budget. Both answer exactly."""
+    docs, ids = _corpus(600, 120, seed=21)
+    index = BlockMaxIndex.build(docs, ids, block_size=4)
+    queries = _queries(120, seed=22)
+    expected = InvertedIndex.build(docs, ids).search(queries, k=10)
+    monkeypatch.setattr(planner, "COSTS", _costs(route_budget=0.0))
+    index.routes[:, : planner.N_ROUTES] = [1.0, 0.01, 1.0]  # block-max the settled best of every class
+    index.routes[:, planner.ROUTE_TIMED:planner.ROUTE_LAST] = 100
+    index.routes[:, planner.ROUTE_LAST:planner.ROUTE_SEEN] = 1e12  # no exploration
+    routed = index.explain(queries, k=10)
+    assert set(routed["route"]) == {1}
+    assert "abandoned" in set(routed["method"]) and "exhaustive" not in set(routed["method"])
+    assert all(map(_same, expected, index.search(queries, k=10)))
+    explicit = index.explain(queries, k=10, method="blockmax")["method"]
+    assert set(explicit) == {"blockmax"}
+    assert all(map(_same, expected, index.search(queries, k=10, method="blockmax")))
 
 
 def test_explicit_methods_and_explain_fields():
