@@ -26,7 +26,7 @@ Seismic indexes are cached under .cache/bench keyed by the content hash of the v
 
 Reported per (corpus, family, k, engine, setting): p50 / p99 single-query latency (one thread, one call per
 query through the engine's Python API, after 200 untimed calls; our engines of a cell in turns), QPS on one
-thread (1 / mean latency), batch QPS on one and on --threads threads (medians of 5 alternating calls),
+thread (1 / mean latency), batch QPS on one and on --threads threads (medians of 9 alternating calls),
 recall@k against our exhaustive index, bytes, build seconds; then ratio tables.
 
     .venv/bin/python scripts/bench_search.py --corpora wiki-100k wiki-625k-bm25 wiki-1m-sim wiki-1m-pess
@@ -279,7 +279,8 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-BATCH_ROUNDS = 5  # one-thread and all-thread batch calls alternate, so the host's drifts hit both alike
+BATCH_ROUNDS = 9  # one-thread and all-thread batch calls alternate, so the host's drifts hit both alike; with 5 the
+# same cell's 2-thread ratio ranged 1.62-2.02 between two runs (s9), 9 calls of one batch 1.78-1.98 (wiki-100k NQ)
 
 
 def batch_qps(search, n_queries, threads):
