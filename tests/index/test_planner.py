@@ -155,6 +155,21 @@ def test_learned_blockmax_route_keeps_a_budget_explicit_blockmax_none(monkeypatc
     assert all(map(_same, expected, index.search(queries, k=10, method="blockmax")))
 
 
+def test_the_tail_guard_share_depends_on_k(monkeypatch):
+    """Up to k = 10 the guard prices the listed candidates with candidate_share_top10, above with
+    candidate_share: an enormous share abandons block-max once candidates are listed, a zero share never."""
+    docs, ids = _corpus(600, 120, seed=31)
+    index = BlockMaxIndex.build(docs, ids, block_size=4)
+    queries = _queries(120, seed=32)
+    free = dict(dense=0, sparse=0, scan=0, block=0, block_term=0, block_posting=1.0, budget=1.0, probe=0)
+    for top10, above, abandoned_k in ((1e12, 0.0, 10), (0.0, 1e12, 100)):
+        monkeypatch.setattr(planner, "COSTS", _costs(candidate_share_top10=top10, candidate_share=above, **free))
+        for k in (10, 100):
+            methods = set(index.explain(queries, k=k, alpha=0.9)["method"])  # approximate: the planner's checks
+            assert ("abandoned" in methods) == (k == abandoned_k)
+            assert "exhaustive" not in methods
+
+
 def test_explicit_methods_and_explain_fields():
     docs, ids = _corpus(300, 80, seed=5)
     queries = _queries(80, seed=6)
