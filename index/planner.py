@@ -21,8 +21,9 @@ BLOCK_POSTING_NS per posting. Three checks, each against the exhaustive estimate
    estimates the blocks the full search scores; the bounds plus those blocks — else block-max is abandoned
    and the query runs exhaustively (safe searches continue from the blocks the probe scored);
 3. once the first, highest-bound blocks are scored and the candidates listed, and every few dozen blocks
-   after: the candidates still above the threshold times CANDIDATE_SHARE times the average cost of the
-   blocks scored so far — a flat bound distribution, where most blocks would have to be scored anyway.
+   after: the candidates still above the threshold times CANDIDATE_SHARE (CANDIDATE_SHARE_TOP10 up to k = 10)
+   times the average cost of the blocks scored so far — a flat bound distribution, where most blocks would
+   have to be scored anyway.
 
 The estimates are only estimates: on real vectors at k = 100 and 1000, block-max was started (and then
 abandoned) for most queries, paying for bounds in vain. So safe searches (alpha = beta = 1) also learn from
@@ -31,12 +32,11 @@ moving average of each route's measured time over the query's exhaustive estimat
 "planner"), exhaustive search straight away, and block-max with only a loose budget (ROUTE_BUDGET_FACTOR x the
 exhaustive estimate, checked like the planner's budget once the candidates are listed and while they are scored,
 so that re-timing block-max where it loses — k = 100 and 1000 on real corpora, at 2-4x exhaustive's time — costs
-far less) — and sends each query by the
-fastest, except a few (the fewer the slower the route is), which take another route so that every average
-stays current. The slower routes' averages move with the fastest one's (`_record_time`), so that a load
-that comes and goes on the machine does not decide between a route timed now and one timed long ago.
-Approximate searches (alpha or beta < 1) are never routed by timings: which algorithm answers decides their
-result, which must not depend on history.
+far less) — and sends each query by the fastest, except a few (the fewer the slower the route is), which take
+another route so that every average stays current. The slower routes' averages move with the fastest one's
+(`_record_time`), so that a load that comes and goes on the machine does not decide between a route timed now
+and one timed long ago. Approximate searches (alpha or beta < 1) are never routed by timings: which algorithm
+answers decides their result, which must not depend on history.
 
 Either way the result is what the algorithm that produced it returns: with alpha = beta = 1 identical
 to exhaustive search (ids, scores, tie order).

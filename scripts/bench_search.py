@@ -226,6 +226,22 @@ def bp_order(vectors, block_size, iterations):
     return order, seconds
 
 
+def default_order(levels, vectors, block_size, iterations):
+    """(document order, its label, BP seconds or None when cached, block entries of the input and the BP order)
+    of what BlockMaxIndex.build(vectors, ids) does with reorder="auto": BP unless the input order has fewer
+    (block, term) pairs (BP cached by content, as it is the slow part)."""
+    from lsr.index import blockmax_kernels as bk
+
+    order, bp_seconds = bp_order(vectors, block_size, iterations)
+    indptr, indices = levels.indptr.astype(np.int64), levels.indices.astype(np.int32)
+    identity = np.arange(levels.shape[0], dtype=np.int32)
+    entries_input, _ = bk.count_block_entries(indptr, indices, identity, block_size, levels.shape[1])
+    entries_bp, _ = bk.count_block_entries(indptr, indices, order.astype(np.int32), block_size, levels.shape[1])
+    if entries_bp <= entries_input:
+        return order, "BP order", bp_seconds, entries_input, entries_bp
+    return identity, "input order", bp_seconds, entries_input, entries_bp
+
+
 WARMUP = 200  # untimed calls before each timed pass
 
 
@@ -338,8 +354,6 @@ def family_rows(queries, rows_kind, n_queries):
 def bench_corpus(name, data, args, report):
     """Bench one corpus; `data` = [levels, scale, ids, query vectors], emptied here so that the arrays this
     function frees (ours before the peers run) are really released."""
-    from lsr.index import blockmax_kernels as bk
-
     levels, scale, ids, all_queries = data
     data.clear()
 
@@ -357,17 +371,11 @@ def bench_corpus(name, data, args, report):
     exact = InvertedIndex.build(vectors, ids)
     exact_build = time.perf_counter() - start
     block_size = args.block_size or default_block_size(n_docs, levels.nnz)
-    order, bp_seconds = bp_order(vectors, block_size, args.bp_iterations)
+    order, chosen, bp_seconds, entries_input, entries_bp = default_order(levels, vectors, block_size,
+                                                                         args.bp_iterations)
     print(f"block size {block_size} ({'given' if args.block_size else 'automatic'}); BP order "
           + (f"computed in {bp_seconds:.1f} s" if bp_seconds is not None else "from the cache"), flush=True)
-    # What BlockMaxIndex.build(vectors, ids) does with reorder="auto": BP unless the input order has fewer
-    # (block, term) pairs (BP itself cached by content, as it is the slow part).
-    indptr, indices = levels.indptr.astype(np.int64), levels.indices.astype(np.int32)
-    entries_input, _ = bk.count_block_entries(indptr, indices, np.arange(n_docs, dtype=np.int32), block_size, vocab)
-    entries_bp, _ = bk.count_block_entries(indptr, indices, order.astype(np.int32), block_size, vocab)
-    chosen = "BP order" if entries_bp <= entries_input else "input order"
     print(f"block entries: input order {entries_input}, BP {entries_bp}: default index uses {chosen}", flush=True)
-    order = order if chosen == "BP order" else np.arange(n_docs)
     start = time.perf_counter()
     index = BlockMaxIndex.build(vectors, ids, block_size=block_size, reorder=order)
     bm_build = time.perf_counter() - start
