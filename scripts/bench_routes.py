@@ -2,7 +2,8 @@
 
 Analysis rows are neither the tuning rows (the first TUNE_ROWS of each family, `bench_search.py --rows tune`)
 nor the reported rows (the last 1,000): NQ rows from 500 and HotpotQA rows from 3952 of the question file.
-Each query is timed (this thread's CPU time, best of 3, the variants interleaved query by query) by:
+Each query is timed (this thread's CPU time, best of 3, the variants interleaved query by query in a rotating
+order) by:
 
 - `ex`: exhaustive search;
 - `pl` / `pl:S`: the planner's checks (route 2), with the k <= 10 and k > 10 candidate shares at their
@@ -102,7 +103,9 @@ def main():
             times = np.zeros((len(variants), len(queries)))
             abandoned = np.zeros(len(variants), dtype=np.int64)
             for i, q in enumerate(queries):
-                for j, setting in enumerate(settings):
+                for shift in range(len(settings)):  # a rotating order: none always runs after exhaustive search
+                    j = (i + shift) % len(settings)
+                    setting = settings[j]
                     best = np.inf
                     for _ in range(3):
                         begin = time.thread_time_ns()
