@@ -2,7 +2,7 @@
 
 Analysis rows are neither the tuning rows (the first TUNE_ROWS of each family, `bench_search.py --rows tune`)
 nor the reported rows (the last 1,000): NQ rows from 500 and HotpotQA rows from 3952 of the question file.
-Each query is timed (this thread's CPU time, best of 3, the variants interleaved query by query in a rotating
+Each query is timed (this thread's CPU time, best of 3, the variants interleaved query by query in a random
 order) by:
 
 - `ex`: exhaustive search;
@@ -102,9 +102,11 @@ def main():
                     run(q, *setting)
             times = np.zeros((len(variants), len(queries)))
             abandoned = np.zeros(len(variants), dtype=np.int64)
+            rng = np.random.default_rng(args.seed)
             for i, q in enumerate(queries):
-                for shift in range(len(settings)):  # a rotating order: none always runs after exhaustive search
-                    j = (i + shift) % len(settings)
+                # a fresh random order per query: exhaustive search leaves the caches cold for whatever runs
+                # after it, which must not always be the same variant (a rotation keeps the neighbours)
+                for j in rng.permutation(len(settings)):
                     setting = settings[j]
                     best = np.inf
                     for _ in range(3):
