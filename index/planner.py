@@ -282,8 +282,9 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
     route_row = route_class(k, terms.shape[0]) if routed else 0
     chosen = _choose_route(routes[route_row]) if routed else method
     plan[9] = chosen
-    # the learned block-max route keeps a loose budget; block-max asked for explicitly has none
-    budget_ns = costs[11] * exhaustive_ns if routed else np.inf
+    # the planner's checks answer to BUDGET_FACTOR, the learned block-max route to its loose ROUTE_BUDGET_FACTOR;
+    # block-max asked for explicitly has no budget
+    budget_ns = costs[8] * exhaustive_ns if chosen == 2 else (costs[11] * exhaustive_ns if routed else np.inf)
     start = _clock() if routed else 0
     count = _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets,
                         bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets,
@@ -303,8 +304,8 @@ def _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_do
                 post_docs, post_weights, method, costs, budget_ns, postings, exhaustive_ns, bounds_ns, ub, slot, acc,
                 cand, cand_ub, sorted_blocks, chunk_max, doc_acc, bucket_start, bucket_max, heap_scores, heap_keys,
                 heap_docs, stats, limits, out_scores, out_docs, plan):
-    """The route of the module doc's three checks (method 2), Block-Max Pruning (1; abandoned for exhaustive
-    search once its work is estimated over `budget_ns`, np.inf: never) or exhaustive (0)."""
+    """The route of the module doc's three checks (method 2), Block-Max Pruning (1) or exhaustive (0); block-max
+    is abandoned for exhaustive search once its work is estimated over `budget_ns` (np.inf: never)."""
     n_blocks = ub.shape[0]
     # A block's cost: fixed, per query term (locating its postings: one cache miss each), per posting.
     block_ns = costs[5] + costs[6] * terms.shape[0]
@@ -312,7 +313,7 @@ def _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_do
     # At least the blocks holding k documents must be scored.
     least_ns = bounds_ns + prior_block_ns * ((k + block_size - 1) // block_size)
     if method == 1 or (method == 2 and least_ns < exhaustive_ns):
-        limits[bk.LIMIT_BUDGET] = budget_ns if method == 1 else costs[8] * exhaustive_ns
+        limits[bk.LIMIT_BUDGET] = budget_ns
         limits[bk.LIMIT_BLOCK] = block_ns
         limits[bk.LIMIT_POSTING] = costs[7]
         limits[bk.LIMIT_BOUNDS] = bounds_ns

@@ -24,7 +24,6 @@ import argparse
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
 import bench_search as bs
 from lsr.index import BlockMaxIndex
@@ -39,8 +38,7 @@ PYTHON_SIDE_MS = 0.1
 def build_index(name, seed):
     """The default block-max index of a bench corpus, built as bench_search builds it, and all question vectors."""
     levels, scale, ids, queries = bs.load_corpus(name, seed)
-    vectors = sp.csr_matrix((levels.data.astype(np.float32) / np.float32(scale), levels.indices, levels.indptr),
-                            shape=levels.shape)
+    vectors = bs.float_vectors(levels, scale)
     block_size = planner.default_block_size(levels.shape[0], levels.nnz)
     order = bs.default_order(levels, vectors, block_size, iterations=10)[0]
     return BlockMaxIndex.build(vectors, ids, block_size=block_size, reorder=order), queries

@@ -226,6 +226,12 @@ def bp_order(vectors, block_size, iterations):
     return order, seconds
 
 
+def float_vectors(levels, scale):
+    """The float32 document vectors whose 8-bit quantisation (at `scale`) is `levels`."""
+    return sp.csr_matrix((levels.data.astype(np.float32) / np.float32(scale), levels.indices, levels.indptr),
+                         shape=levels.shape)
+
+
 def default_order(levels, vectors, block_size, iterations):
     """(document order, its label, BP seconds or None when cached, block entries of the input and the BP order)
     of what BlockMaxIndex.build(vectors, ids) does with reorder="auto": BP unless the input order has fewer
@@ -360,8 +366,7 @@ def bench_corpus(name, data, args, report):
     n_docs, vocab = levels.shape
     label = name + (" (SIMULATION, optimistic)" if name == "wiki-1m-sim" else
                     " (SIMULATION, pessimistic)" if name == "wiki-1m-pess" else "")
-    vectors = sp.csr_matrix((levels.data.astype(np.float32) / np.float32(scale), levels.indices, levels.indptr),
-                            shape=levels.shape)
+    vectors = float_vectors(levels, scale)
     families = family_rows(all_queries, args.rows, args.queries)
     seismic_cached = seismic_index(vectors, args) if name in args.seismic_corpora and not args.calibrate else None
     print(f"\n## {label}: {n_docs} docs, {levels.nnz} postings, vocabulary {vocab}; rows {args.rows}: "
