@@ -3,7 +3,7 @@ fine-tune, each sparsifier in target mode at several document non-zero targets, 
 
     nice -n 10 .venv/bin/python scripts/train_sweep.py --out runs/sweep256                    # all runs (resumable)
     nice -n 10 .venv/bin/python scripts/train_sweep.py --out runs/sweep256 --runs finetune    # some of them
-    nice -n 10 .venv/bin/python scripts/train_sweep.py --out runs/sweep256 --runs finetune_flops@3.3-2400steps --threads 2
+    nice -n 10 .venv/bin/python scripts/train_sweep.py --out runs/sweep256 --runs finetune_flops@3.3-2400steps-lr1e-05 --threads 2
     .venv/bin/python scripts/train_sweep.py --out runs/sweep256 --report docs                  # table, plot, records
     .venv/bin/python scripts/train_sweep.py --out runs/sweep256 --compare finetune_flops@3.3   # paired tests
 
@@ -82,11 +82,16 @@ DEV_SELECTED = {"eval_every": 100, "eval_dataset": "nfcorpus"}  # the best dev c
 FINETUNE_FLOPS = 3.3
 
 
-# The same recipe, longer: steps -> dev evaluation interval, and the run's marker on the plot. The 400-step run's
-# dev nDCG@10 still rose at its last evaluation; the 600-step run's peaked at step 400 of its linear decay, so the
-# longer schedules keep the learning rate up for longer. A step takes ~1.9 s on two CPU threads (2026-12-06), so
-# 2400 steps fit in a three-hour session beside the 900-step run (resumable).
-LONGER = {600: (200, "H"), 900: (300, "8"), 2400: (300, ">")}
+# The same recipe, longer: (steps, learning rate) -> dev evaluation interval, and the run's marker on the plot. The
+# 400-step run's dev nDCG@10 still rose at its last evaluation; the 600-step run's peaked at step 400 of its
+# linear decay, and the 900-step run's at step 300, falling after: at lr 3e-5 the 2.6k training queries are
+# learnt in ~1 pass. The longest run takes a third of the step for 2.7x the steps (~7 passes), and dev selection.
+# A step takes ~1.9 s on two CPU threads (2026-12-06), so it fits in a three-hour session (resumable).
+LONGER = {(600, 3e-5): (200, "H"), (900, 3e-5): (300, "8"), (2400, 1e-5): (300, ">")}
+
+
+def longer_name(steps: int, lr: float) -> str:
+    return f"finetune_flops@{FINETUNE_FLOPS}-{steps}steps" + ("" if lr == BASE["lr"] else f"-lr{lr:g}")
 
 
 def finetune_flops_run(target: float, steps: int = 400, eval_every: int = 100) -> dict:
@@ -103,8 +108,8 @@ RUNS = {
     "finetune": {"max_steps": 300, **DEV_SELECTED},
     f"finetune_flops@{FINETUNE_FLOPS}": finetune_flops_run(FINETUNE_FLOPS),
     # the same recipe 1.5x longer (the 400-step run's dev nDCG@10 still rose at its last evaluation)
-    **{f"finetune_flops@{FINETUNE_FLOPS}-{steps}steps": finetune_flops_run(FINETUNE_FLOPS, steps, every)
-       for steps, (every, _) in LONGER.items()},
+    **{longer_name(steps, lr): {**finetune_flops_run(FINETUNE_FLOPS, steps, every), "lr": lr}
+       for (steps, lr), (every, _) in LONGER.items()},
     "inference_free_idf_flops@256": {**inference_free_run(256), **DEV_SELECTED},
     "inference_free_idf_flops@64": inference_free_run(64),
     **{f"{kind}@128": target_run(kind, 128) for kind in ("flops", "hard_concrete")},
@@ -394,8 +399,7 @@ def report(out: Path, docs: Path) -> None:
                         ax.annotate(f"@{target}: {y:.3f} ↓", (x, Y_FLOOR), textcoords="offset points", xytext=(4, 6),
                                     fontsize=8, color=color)
         for name, marker in (("untrained", "*"), ("finetune", "P"), (f"finetune_flops@{FINETUNE_FLOPS}", "p"),
-                             *((f"finetune_flops@{FINETUNE_FLOPS}-{steps}steps", marker)
-                               for steps, (_, marker) in LONGER.items()),
+                             *((longer_name(*run), marker) for run, (_, marker) in LONGER.items()),
                              ("bm25", "X"), ("untrained-idf-queries", "d")):
             if name in points and points[name][key] is not None:
                 ax.scatter(points[name][key], points[name]["nDCG@10"], marker=marker, s=110, color="black", zorder=3,
