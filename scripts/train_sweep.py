@@ -107,7 +107,6 @@ def finetune_flops_run(target: float, steps: int = 400, eval_every: int = 100) -
 RUNS = {
     "finetune": {"max_steps": 300, **DEV_SELECTED},
     f"finetune_flops@{FINETUNE_FLOPS}": finetune_flops_run(FINETUNE_FLOPS),
-    # the same recipe 1.5x longer (the 400-step run's dev nDCG@10 still rose at its last evaluation)
     **{longer_name(steps, lr): {**finetune_flops_run(FINETUNE_FLOPS, steps, every), "lr": lr}
        for (steps, lr), (every, _) in LONGER.items()},
     "inference_free_idf_flops@256": {**inference_free_run(256), **DEV_SELECTED},
@@ -349,8 +348,9 @@ def finished(out: Path, records: Path) -> dict:
             if config.is_file():
                 points[name]["config"] = yaml.safe_load(config.read_text())
     for path in sorted(out.glob("*/result.json")):
-        if path.parent.name not in points or path.parent.name not in BASELINES:
-            points[path.parent.name] = json.loads(path.read_text())
+        name = path.parent.name
+        if name not in BASELINES or name not in points:
+            points[name] = json.loads(path.read_text())
     return points
 
 
