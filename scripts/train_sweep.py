@@ -85,7 +85,7 @@ FINETUNE_FLOPS = 3.3
 # The same recipe, longer: (steps, learning rate) -> dev evaluation interval, and the run's marker on the plot. The
 # 400-step run's dev nDCG@10 still rose at its last evaluation; the 600-step run's peaked at step 400 of its
 # linear decay, and the 900-step run's at step 300, falling after: at lr 3e-5 the 2.6k training queries are
-# learnt in ~1 pass. The longest run takes a third of the step for 2.7x the steps (~7 passes), and dev selection.
+# learnt in ~1 pass. The longest run takes a third of the learning rate for 2.7x the steps (~7 passes), and dev selection.
 # A step takes ~1.9 s on two CPU threads (2026-12-06), so it fits in a three-hour session (resumable).
 LONGER = {(600, 3e-5): (200, "H"), (900, 3e-5): (300, "s"), (2400, 1e-5): (300, ">")}
 
