@@ -43,7 +43,25 @@ def test_every_form_gives_the_same_batch():
     assert [as_query_batch(form, 5)[1] for form in forms] == [True, True, False, False, False]
 
 
+def test_dense_and_dict_queries_match_the_sparse_path():
+    rng = np.random.default_rng(3)
+    dense = rng.random((6, 40)) * (rng.random((6, 40)) < 0.2)  # float64, some rows may be empty
+    dense[2] = 0
+    dense[4, 7] = 1e-50  # non-zero in float64, zero in float32: dropped like an explicit zero
+    expected = _rows(as_query_batch(sp.csr_matrix(dense), 40)[0])
+    assert _rows(as_query_batch(dense, 40)[0]) == expected
+    for q in range(dense.shape[0]):
+        terms = np.flatnonzero(dense[q])[::-1]  # any key order
+        query = {int(t): float(dense[q, t]) for t in terms}
+        batch, single = as_query_batch(query, 40)
+        assert single and _rows(batch) == [expected[q]]
+        assert _rows(as_query_batch(dense[q], 40)[0]) == [expected[q]]
+    assert _rows(as_query_batch({}, 40)[0]) == [([], [])]
+    assert _rows(as_query_batch(np.zeros((2, 40)), 40)[0]) == [([], []), ([], [])]
+
+
 @pytest.mark.parametrize("bad, message", [
+    (np.float32(1.0), "1-D or 2-D"),
     (np.array([1.0, -1.0, 0.0]), "non-negative"),
     (np.array([1.0, np.nan, 0.0]), "finite"),
     (sp.csr_matrix(np.array([[np.inf, 0, 0]])), "finite"),
@@ -54,3 +72,8 @@ def test_every_form_gives_the_same_batch():
 def test_bad_queries_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         as_query_batch(bad, 3)
+
+
+def test_non_numeric_dense_queries_are_refused():
+    with pytest.raises(TypeError, match="numeric"):
+        as_query_batch(np.array(["a", "b", "c"]), 3)
