@@ -39,6 +39,11 @@ FIRST_DOCS = 256  # the search first scores the highest-bound blocks holding thi
 FIRST_FILL = 2  # candidates; and at least FIRST_FILL * k documents, so the heap is full (k = 1000)
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
 CHECK_EVERY = 32  # blocks scored between two checks of the remaining work against the budget
+# Where the candidates keep their rare terms is located tier by tier, in decreasing bound order: first the
+# LOCATE_FIRST candidates of highest bound, then twice as many as were located so far, each time the scoring
+# comes near the end of what is located. Most candidates are never scored (at k = 1000 on wiki-1m-sim, 3k of
+# 19k), and locating all of them up front cost more than a quarter of the search.
+LOCATE_FIRST = 64
 SCAN_CHUNK = 64  # blocks per chunk of the bound scans: a chunk whose largest bound fails is skipped whole
 # Work counters written by `search_one` (stats argument)
 STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED, STAT_PASSING, STAT_PROBE_BLOCKS = 0, 1, 2, 3, 4, 5
@@ -316,9 +321,9 @@ def _score_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, 
 
 
 @njit(inline="always", cache=True)
-def _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, blocks, perm, use_perm, n, slot):
-    """Record where the blocks about to be scored keep each rare query term: for key = perm[m] (use_perm) or m,
-    m = 0 .. n-1 taken in ascending order of block blocks[key], slot[key * nq + i] = `start << 8 | count` of
+def _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, blocks, perm, n, slot):
+    """Record where the blocks about to be scored keep each rare query term: for key = perm[m], m = 0 .. n-1
+    (in ascending order of block blocks[key]), slot[key * nq + i] = `start << 8 | count` of
     term i's postings in that block (0: none). One galloping merge of each rare term's block list with the
     blocks: only the blocks scored are written, where recording every (term, block) entry while bounding
     cost a cache-missing write per entry, several times the bound itself."""
@@ -329,7 +334,7 @@ def _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, blocks, 
         e = bm_offsets[terms[i]]
         end = bm_offsets[terms[i] + 1]
         for m in range(n):
-            key = perm[m] if use_perm else m
+            key = perm[m]
             b = blocks[key]
             if e < end and bm_blocks[e] < b:  # gallop to the first entry >= b: indices below lo are all < b
                 lo = e + 1
@@ -351,6 +356,26 @@ def _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, blocks, 
             if e < end and bm_blocks[e] == b:
                 v = (bm_post[e] << np.uint32(8)) | np.uint32(bm_count[e])
             slot[np.int64(key) * nq + i] = v
+
+
+@njit(inline="always", cache=True)
+def _locate_tier(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, cand_ub, sorted_blocks, start, end,
+                 theta, alpha, keys, slot):
+    """`_locate_rare` for the candidates at positions start .. end - 1 of the decreasing bound order whose bound
+    still reaches the threshold; the others can no longer be scored, and their rows of `slot` are cleared (the
+    prefetch reads them). Returns end."""
+    nq = terms.shape[0]
+    n = 0
+    for s in range(start, end):
+        c = sorted_blocks[s]
+        if theta > alpha * cand_ub[c]:
+            slot[np.int64(c) * nq : np.int64(c + 1) * nq] = 0
+        else:
+            keys[n] = c
+            n += 1
+    located = np.sort(keys[:n])  # ascending candidate = ascending block
+    _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, located, n, slot)
+    return end
 
 
 @njit(inline="always", cache=True)
@@ -644,7 +669,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
     first_slot = np.empty(n_first * nq, dtype=np.uint32)  # row j: block first_blocks[j]
     _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, first_blocks,
-                 np.argsort(first_blocks[:n_first]), True, n_first, first_slot)
+                 np.argsort(first_blocks[:n_first]), n_first, first_slot)
     for j in range(n_first):
         near = first_blocks[j + PREFETCH_AHEAD] if j + PREFETCH_AHEAD < n_first else -1
         far = first_blocks[j + 2 * PREFETCH_AHEAD] if j + 2 * PREFETCH_AHEAD < n_first else -1
@@ -687,8 +712,6 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
         # Row c of `slot`: candidate c's rare terms, when the workspace has room for every candidate (else a
         # search of each scored block's term list: long queries with most blocks candidates).
         recorded = n_cand * nq <= slot.shape[0]
-        if recorded:
-            _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, cand, False, n_cand, slot)
         # Bucket sort of the candidate bounds (descending) instead of a full sort.
         n_buckets = bucket_max.shape[0]
         width = (hi - lo) / n_buckets if hi > lo else np.float32(1.0)
@@ -707,8 +730,10 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             sorted_blocks[fill[j]] = c
             fill[j] += 1
         # Phase 1: the candidates in decreasing bound order (bucketed) until the threshold beats the next
-        # bucket's largest bound.
+        # bucket's largest bound; their rare terms located tier by tier (LOCATE_FIRST).
         next_check = stats[STAT_BLOCKS] + CHECK_EVERY
+        keys = np.empty(n_cand, dtype=np.int64)
+        located = 0
         for j in range(n_buckets):
             if bucket_start[j] == bucket_start[j + 1]:
                 continue
@@ -719,6 +744,13 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             if theta > alpha * bucket_max[j]:
                 break
             for s in range(bucket_start[j], bucket_start[j + 1]):
+                if recorded and located < n_cand and s + 2 * PREFETCH_AHEAD >= located:
+                    theta = theta0
+                    if size == k and heap_scores[0] > theta:
+                        theta = heap_scores[0]
+                    located = _locate_tier(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, cand_ub,
+                                           sorted_blocks, located, min(n_cand, max(LOCATE_FIRST, 2 * located)),
+                                           theta, alpha, keys, slot)
                 near_key = sorted_blocks[s + PREFETCH_AHEAD] if s + PREFETCH_AHEAD < n_cand else -1
                 far_key = sorted_blocks[s + 2 * PREFETCH_AHEAD] if s + 2 * PREFETCH_AHEAD < n_cand else -1
                 _prefetch_block(cand[near_key] if near_key >= 0 else -1, near_key,

@@ -116,6 +116,32 @@ def test_long_queries_with_most_blocks_candidates():
         _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
 
 
+def test_candidates_located_tier_by_tier():
+    # Where candidates keep their rare terms is located for the LOCATE_FIRST of highest bound, then in doubling
+    # tiers as scoring goes on; candidates whose bound fell below the threshold by then are skipped. Searches
+    # that score several tiers, and that leave many candidates unscored, must give the exhaustive result.
+    from lsr.index import blockmax_kernels as bk
+
+    vocab = 400
+    docs, ids = _corpus(6001, vocab, 0.03, seed=11, integer=False)
+    index, exact = BlockMaxIndex.build(docs, ids, block_size=4, reorder=False), InvertedIndex.build(docs, ids)
+    rng = np.random.default_rng(11)
+    rows = np.zeros((8, vocab), np.float32)
+    for row, length in zip(rows, (3, 5, 8, 12, 20, 30, 40, 60)):
+        row[rng.choice(vocab, size=length, replace=False)] = rng.random(length) + 0.05
+    queries = sp.csr_matrix(rows)
+    for k in (10, 100, 1000):
+        plan = index.explain(queries, k=k, method="blockmax")
+        if k >= 100:
+            assert (plan["blocks_scored"] > 4 * bk.LOCATE_FIRST).any()  # several tiers located
+        if k == 100:
+            assert (plan["candidates"] - plan["blocks_scored"] > bk.LOCATE_FIRST).any()  # many never scored
+        _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
+        for alpha in (0.9, 0.7):  # approximate: what the block-max route returns does not depend on tiers
+            got = index.search(queries, k=k, alpha=alpha, method="blockmax")
+            assert all(np.all(np.diff(r.scores) <= 0) for r in got)
+
+
 def test_reused_buffers_across_calls_and_python_threads():
     from concurrent.futures import ThreadPoolExecutor
 
