@@ -42,8 +42,9 @@ CHECK_EVERY = 32  # blocks scored between two checks of the remaining work again
 # Where the candidates keep their rare terms is located tier by tier, in decreasing bound order: first the
 # LOCATE_FIRST candidates of highest bound, then twice as many as were located so far, each time the scoring
 # comes near the end of what is located. Most candidates are never scored (at k = 1000 on wiki-1m-sim, 3k of
-# 19k), and locating all of them up front cost more than a quarter of the search.
-LOCATE_FIRST = 64
+# 19k), and locating all of them up front cost more than a quarter of the search; a first tier of 64 made
+# searches with a few hundred candidates (k = 10 on wiki-1m-sim) slower: one merge per tier.
+LOCATE_FIRST = 512
 SCAN_CHUNK = 64  # blocks per chunk of the bound scans: a chunk whose largest bound fails is skipped whole
 # Work counters written by `search_one` (stats argument)
 STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED, STAT_PASSING, STAT_PROBE_BLOCKS = 0, 1, 2, 3, 4, 5

@@ -123,7 +123,7 @@ def test_candidates_located_tier_by_tier():
     from lsr.index import blockmax_kernels as bk
 
     vocab = 400
-    docs, ids = _corpus(6001, vocab, 0.03, seed=11, integer=False)
+    docs, ids = _corpus(20001, vocab, 0.03, seed=11, integer=False)
     index, exact = BlockMaxIndex.build(docs, ids, block_size=4, reorder=False), InvertedIndex.build(docs, ids)
     rng = np.random.default_rng(11)
     rows = np.zeros((8, vocab), np.float32)
@@ -132,8 +132,8 @@ def test_candidates_located_tier_by_tier():
     queries = sp.csr_matrix(rows)
     for k in (10, 100, 1000):
         plan = index.explain(queries, k=k, method="blockmax")
-        if k >= 100:
-            assert (plan["blocks_scored"] > 4 * bk.LOCATE_FIRST).any()  # several tiers located
+        if k == 1000:
+            assert (plan["blocks_scored"] > 3 * bk.LOCATE_FIRST).any()  # several tiers located
         if k == 100:
             assert (plan["candidates"] - plan["blocks_scored"] > bk.LOCATE_FIRST).any()  # many never scored
         _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
