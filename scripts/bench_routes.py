@@ -36,12 +36,13 @@ PYTHON_SIDE_MS = 0.1
 
 
 def build_index(name, seed):
-    """The default block-max index of a bench corpus, built as bench_search builds it, and all question vectors."""
+    """The default block-max index of a bench corpus, built as bench_search builds it, all question vectors and
+    the corpus's 8-bit levels (CSR, build-input order)."""
     levels, scale, ids, queries = bs.load_corpus(name, seed)
     vectors = bs.float_vectors(levels, scale)
     block_size = planner.default_block_size(levels.shape[0], levels.nnz)
     order = bs.default_order(levels, vectors, block_size, iterations=10)[0]
-    return BlockMaxIndex.build(vectors, ids, block_size=block_size, reorder=order), queries
+    return BlockMaxIndex.build(vectors, ids, block_size=block_size, reorder=order), queries, levels
 
 
 def forced_block_max_routes():
@@ -79,7 +80,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     bs.CACHE.mkdir(parents=True, exist_ok=True)
-    index, all_queries = build_index(args.corpus, args.seed)
+    index, all_queries, _ = build_index(args.corpus, args.seed)
     workspace = index._workspace(1)
     variants = ["ex"] + [v for v in args.variants if v != "ex"]
     settings = [variant_arguments(v) for v in variants]
