@@ -42,6 +42,21 @@ def test_explicit_scale_and_bad_inputs(dataset):
         teacher_records(dataset, {"q1": {"d0": 1.0, "d1": 0.5}}, {"q1": {"d4": 3.0}}, depth=10)
 
 
+def test_label_bonus_orders_grades_and_the_teacher_orders_within_them(dataset):
+    dataset.qrels = {"q1": {"d0": 2, "d3": 1, "d2": 0}, "q2": {"d0": -1}}
+    teacher = {"q1": {"d0": 0.2, "d1": 1.0, "d2": 0.0, "d3": 0.5}, "q2": {"d4": 1.0, "d0": 0.0}}
+    records, scale = teacher_records(dataset, teacher, None, depth=4, scale=10.0, label_bonus=3.0)
+    assert scale == 10.0  # the bonus leaves the scale alone
+    assert records[0]["doc_ids"] == ["d1", "d3", "d0", "d2"]  # candidates as the teacher ranks them
+    assert records[0]["scores"] == pytest.approx([10.0, 5.0 + 3.0, 2.0 + 6.0, 0.0])
+    assert records[1]["scores"] == pytest.approx([10.0, 0.0])  # a negative grade counts as not relevant
+    unlabelled, _ = teacher_records(dataset, teacher, None, depth=4, scale=10.0)
+    assert unlabelled[0]["scores"] == pytest.approx([10.0, 5.0, 2.0, 0.0])
+    del dataset.qrels
+    with pytest.raises(ValueError, match="needs relevance judgments"):
+        teacher_records(dataset, teacher, None, depth=4, scale=10.0, label_bonus=3.0)
+
+
 def test_written_records_read_back_as_training_records(dataset, tmp_path):
     records, _ = teacher_records(dataset, {"q1": {"d0": 1.0, "d1": 0.5}}, None, depth=10, scale=4.0)
     path = write_records(tmp_path / "teacher.jsonl", records)
