@@ -409,16 +409,18 @@ def report(out: Path, docs: Path) -> None:
                 xs, ys = [p[key] for _, p in curve], [p["nDCG@10"] for _, p in curve]
                 ax.plot(xs, [max(y, Y_FLOOR) for y in ys], marker=marker, color=color,
                         label=f"{SERIES.get(kind, kind)} (targets {', '.join(str(t) for t, _ in curve)} doc nnz)")
-                for (target, _), x, y in zip(curve, xs, ys):
-                    if y < Y_FLOOR:  # off the axis: drawn on its floor, with its value
-                        ax.annotate(f"@{target}: {y:.3f} ↓", (x, Y_FLOOR), textcoords="offset points", xytext=(4, 6),
-                                    fontsize=8, color=color)
-        for name, marker in (("untrained", "*"), ("finetune", "P"), (f"finetune_flops@{FINETUNE_FLOPS}", "p"),
-                             *((longer_name(*run), marker) for run, (_, marker) in LONGER.items()), (LABELLED, "8"), (f"{LABELLED}-800steps", "^"),
-                             ("bm25", "X"), ("untrained-idf-queries", "d")):
+                below = [(target, x, y) for (target, _), x, y in zip(curve, xs, ys) if y < Y_FLOOR]
+                for row, (target, x, y) in enumerate(below):  # off the axis: on its floor, labels stacked apart
+                    ax.annotate(f"@{target}: {y:.3f} ↓", (x, Y_FLOOR), textcoords="offset points",
+                                xytext=(4, -10 - 10 * row), fontsize=8, color=color)
+        for name, marker, color in (("untrained", "*", "black"), ("finetune", "P", "black"),
+                                    (f"finetune_flops@{FINETUNE_FLOPS}", "p", "black"),
+                                    *((longer_name(*run), marker, "black") for run, (_, marker) in LONGER.items()),
+                                    (LABELLED, "o", "tab:cyan"), (f"{LABELLED}-800steps", "^", "tab:cyan"),
+                                    ("bm25", "X", "black"), ("untrained-idf-queries", "d", "black")):
             if name in points and points[name][key] is not None:
-                ax.scatter(points[name][key], points[name]["nDCG@10"], marker=marker, s=110, color="black", zorder=3,
-                           label=points[name]["system"])
+                ax.scatter(points[name][key], points[name]["nDCG@10"], marker=marker, s=110, color=color, zorder=3,
+                           edgecolors="black", label=points[name]["system"])
         if "teacher" in points:  # a dense + sparse hybrid has no FLOPS: its effectiveness as a line on both panels
             teacher = points["teacher"]
             ax.axhline(teacher["nDCG@10"], color="gray", linestyle="--", linewidth=1,
@@ -430,7 +432,7 @@ def report(out: Path, docs: Path) -> None:
             ax.xaxis.set_major_locator(FixedLocator([0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10]))
             ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_ylim(Y_FLOOR - 0.005, None)
+        ax.set_ylim(Y_FLOOR - 0.012, None)  # room for the labels of the points drawn on the floor
         ax.set_xlabel(label)
         ax.set_ylabel(f"nDCG@10 (NFCorpus test; below {Y_FLOOR} drawn on the axis)")
         ax.grid(alpha=0.3)
