@@ -31,6 +31,7 @@ from lsr.paths import shared_path
 TEACHER_FILE = "teacher_nfcorpus_train.jsonl"
 INFERENCE_FREE_TEACHER_FILE = "teacher_nfcorpus_train_inference_free.jsonl"
 LABELLED_TEACHER_FILE = "teacher_nfcorpus_train_labels.jsonl"
+LABELLED_INFERENCE_FREE_TEACHER_FILE = "teacher_nfcorpus_train_inference_free_labels.jsonl"
 TEACHER_DEPTH = 32  # the teacher's top documents kept per train query
 THREADS = 1  # torch threads of training (--threads): by default the other core stays free for measurements
 BASE = {
@@ -97,6 +98,7 @@ LONGER = {(600, 3e-5): (200, "H"), (900, 3e-5): (300, "s"), (2400, 1e-5): (300, 
 # them within a grade. The dev-selected fine-tunes without it stopped improving after ~1 pass over the queries.
 LABEL_BONUS = 5.0
 LABELLED = f"finetune_flops@{FINETUNE_FLOPS}-labels{LABEL_BONUS:g}"
+LABELLED_INFERENCE_FREE = f"inference_free_anchor{ANCHOR_WEIGHT:g}_labels{LABEL_BONUS:g}_idf_flops@256"
 
 
 def longer_name(steps: int, lr: float) -> str:
@@ -145,6 +147,8 @@ RUNS = {
         "regularizers": inference_free_run(256)["regularizers"] + [{"kind": "anchor", "side": "doc",
                                                                      "weight": ANCHOR_WEIGHT}]},
 }
+# ... and the same with the judged candidates first (the fine-tunes' label bonus)
+RUNS[LABELLED_INFERENCE_FREE] = RUNS[f"inference_free_anchor{ANCHOR_WEIGHT:g}_idf_flops@256"]
 ZERO_SHOT = "scifact"  # the untrained model and ZERO_SHOT_RUNS are also evaluated here, zero-shot
 ZERO_SHOT_RUNS = tuple(name for name in RUNS if not name.startswith("inference_free"))  # every siamese model
 
@@ -209,18 +213,20 @@ def idf_query_model(model: str, corpus):
     return SparseModel(untrained.doc_tower, table, untrained.settings, source=untrained.source)
 
 
-def inference_free_teacher(out: Path, model: str, cache: Path) -> Path:
+def inference_free_teacher(out: Path, model: str, cache: Path, labelled: bool = False) -> Path:
     """The teacher file for inference-free students: the same teacher, its scale matched to *their* scores.
 
     The shared file's scale makes the targets spread like the siamese student's scores (19.42); an
     untrained inference-free student's scores over the same candidates spread ~1.5x more (IDF query weights
     are larger than SPLADE's), so with that file KL asks its document weights to shrink — the runs of
-    2026-12-02 lost non-zeros faster than their targets asked and ended below their own starting point."""
+    2026-12-02 lost non-zeros faster than their targets asked and ended below their own starting point.
+    `labelled`: with the judgments' bonus (LABEL_BONUS in the siamese file's units, so the same share of the
+    teacher's span)."""
     from lsr.eval import load_dataset
     from lsr.eval.harness import Harness, evaluate_model
     from lsr.training.teacher_file import ensemble_teacher_file, teacher_records
 
-    path = out / INFERENCE_FREE_TEACHER_FILE
+    path = out / (LABELLED_INFERENCE_FREE_TEACHER_FILE if labelled else INFERENCE_FREE_TEACHER_FILE)
     scale_file = out / "inference_free_teacher_scale.json"
     if not scale_file.is_file():
         train = load_dataset("nfcorpus", "train")
@@ -231,8 +237,12 @@ def inference_free_teacher(out: Path, model: str, cache: Path) -> Path:
         scale = teacher_records(train, teacher, student, depth=TEACHER_DEPTH)[1]
         write_json(scale_file, {"scale": scale, "student": "splade-tiny docs + IDF queries, untrained"})
     scale = json.loads(scale_file.read_text())["scale"]
+    bonus = 0.0
+    if labelled:
+        siamese_scale = json.loads((out / f"{TEACHER_FILE}.meta.json").read_text())["scale"]
+        bonus = LABEL_BONUS * scale / siamese_scale
     print("inference-free teacher", ensemble_teacher_file(path, "nfcorpus", "train", depth=TEACHER_DEPTH, scale=scale,
-                                                          cache_dir=cache))
+                                                          label_bonus=bonus, cache_dir=cache))
     return path
 
 
@@ -279,7 +289,7 @@ def run_all(out: Path, names: list[str], model: str) -> None:
                 zero_shot(target, lambda: load_model(out / name / "train" / json.loads(target.read_text())["checkpoint"]), cache)
             continue
         inference_free = RUNS[name].get("model", {}).get("kind") == "inference_free"
-        records = inference_free_teacher(out, model, cache) if inference_free else teacher
+        records = inference_free_teacher(out, model, cache, name == LABELLED_INFERENCE_FREE) if inference_free else teacher
         if name.startswith(LABELLED):
             records = out / LABELLED_TEACHER_FILE
             print("labelled teacher", ensemble_teacher_file(records, "nfcorpus", "train", depth=TEACHER_DEPTH,
@@ -417,6 +427,7 @@ def report(out: Path, docs: Path) -> None:
                                     (f"finetune_flops@{FINETUNE_FLOPS}", "p", "black"),
                                     *((longer_name(*run), marker, "black") for run, (_, marker) in LONGER.items()),
                                     (LABELLED, "o", "tab:cyan"), (f"{LABELLED}-800steps", "^", "tab:cyan"),
+                                    (LABELLED_INFERENCE_FREE, "D", "tab:cyan"),
                                     ("bm25", "X", "black"), ("untrained-idf-queries", "d", "black")):
             if name in points and points[name][key] is not None:
                 ax.scatter(points[name][key], points[name]["nDCG@10"], marker=marker, s=110, color=color, zorder=3,
