@@ -289,7 +289,9 @@ def run_all(out: Path, names: list[str], model: str) -> None:
                 zero_shot(target, lambda: load_model(out / name / "train" / json.loads(target.read_text())["checkpoint"]), cache)
             continue
         inference_free = RUNS[name].get("model", {}).get("kind") == "inference_free"
-        records = inference_free_teacher(out, model, cache, name == LABELLED_INFERENCE_FREE) if inference_free else teacher
+        records = teacher
+        if inference_free:
+            records = inference_free_teacher(out, model, cache, labelled=name == LABELLED_INFERENCE_FREE)
         if name.startswith(LABELLED):
             records = out / LABELLED_TEACHER_FILE
             print("labelled teacher", ensemble_teacher_file(records, "nfcorpus", "train", depth=TEACHER_DEPTH,

@@ -57,7 +57,8 @@ def teacher_records(dataset, teacher_run: dict, student_run: dict | None, depth:
             raise ValueError("the teacher gives every shared candidate the same score: no scale to match")
         scale = float(np.mean(student_spans) / np.mean(teacher_spans))
     if label_bonus and not getattr(dataset, "qrels", None):
-        raise ValueError(f"label_bonus {label_bonus} needs relevance judgments; {getattr(dataset, 'name', 'the dataset')} has none")
+        name = getattr(dataset, "name", "the dataset")
+        raise ValueError(f"label_bonus {label_bonus} needs relevance judgments; {name} has none")
 
     def grade(qid, doc):
         return max(dataset.qrels.get(qid, {}).get(doc, 0), 0) if label_bonus else 0
@@ -112,8 +113,8 @@ def ensemble_teacher_file(out: str | os.PathLike, dataset_name: str = "nfcorpus"
     records, scale = teacher_records(dataset, teacher_run, student_run, depth, scale, label_bonus)
     write_records(out, records)
     summary = json.loads(json.dumps({"dataset": dataset.name, "teacher": harness.systems[teacher].to_dict(),
-                                     "student_for_scale": student_for_scale, "depth": depth, "scale": scale, "label_bonus": label_bonus,
-                                     "queries": len(records), "key": key}))  # as it reads back
+                                     "student_for_scale": student_for_scale, "depth": depth, "scale": scale,
+                                     "label_bonus": label_bonus, "queries": len(records), "key": key}))  # as it reads back
     with atomic_path(meta) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
