@@ -412,14 +412,14 @@ def report(out: Path, docs: Path) -> None:
                                             "`scripts/train_sweep.py`; each run's record is in "
                                             "`docs/training_runs/len256-<run>.json`.\n\n" + "\n".join(lines) + "\n")
 
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 7.5))
     for ax, (key, label, log) in zip(axes, (("FLOPS", "FLOPS (Σ_j p_j^q p_j^d), log scale", True),
                                            ("latency_ms_median", "search latency, median ms (k = 10, one thread)", False))):
         for kind, (color, marker) in STYLE.items():
             curve = sorted(((int(n.split("@")[1]), p) for n, p in points.items() if family(n) == kind), key=lambda c: c[0])
             if curve:
                 xs, ys = [p[key] for _, p in curve], [p["nDCG@10"] for _, p in curve]
-                ax.plot(xs, [max(y, Y_FLOOR) for y in ys], marker=marker, color=color,
+                ax.plot(xs, [max(y, Y_FLOOR) for y in ys], marker=marker, color=color, zorder=4,  # over the large markers
                         label=f"{SERIES.get(kind, kind)} (targets {', '.join(str(t) for t, _ in curve)} doc nnz)")
                 below = [(target, x, y) for (target, _), x, y in zip(curve, xs, ys) if y < Y_FLOOR]
                 for row, (target, x, y) in enumerate(below):  # off the axis: on its floor, labels stacked apart
@@ -453,7 +453,7 @@ def report(out: Path, docs: Path) -> None:
     unique = dict(zip(labels, handles))
     fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=3, fontsize=9, frameon=False)
     fig.suptitle("splade-tiny distilled on NFCorpus train, sparsifiers in target mode (doc length 256)")
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(docs / "training_sweep.png", dpi=120)
     print("\n".join(lines))
 
