@@ -122,6 +122,7 @@ RUNS = {
        for (steps, lr), (every, _) in LONGER.items()},
     LABELLED: finetune_flops_run(FINETUNE_FLOPS),
     f"{LABELLED}-800steps": finetune_flops_run(FINETUNE_FLOPS, 800, 200),  # its dev nDCG@10 still rose at step 400
+    f"{LABELLED}-1600steps": finetune_flops_run(FINETUNE_FLOPS, 1600, 200),  # ... and the 800-step run's at step 800
     "inference_free_idf_flops@256": {**inference_free_run(256), **DEV_SELECTED},
     "inference_free_idf_flops@64": inference_free_run(64),
     **{f"{kind}@128": target_run(kind, 128) for kind in ("flops", "hard_concrete")},
