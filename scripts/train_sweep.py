@@ -150,6 +150,8 @@ RUNS = {
 }
 # ... and the same with the judged candidates first (the fine-tunes' label bonus)
 RUNS[LABELLED_INFERENCE_FREE] = RUNS[f"inference_free_anchor{ANCHOR_WEIGHT:g}_idf_flops@256"]
+# the runs whose teacher file carries the judgments' bonus (LABEL_BONUS)
+LABELLED_RUNS = (LABELLED, f"{LABELLED}-800steps", f"{LABELLED}-1600steps", LABELLED_INFERENCE_FREE)
 ZERO_SHOT = "scifact"  # the untrained model and ZERO_SHOT_RUNS are also evaluated here, zero-shot
 ZERO_SHOT_RUNS = tuple(name for name in RUNS if not name.startswith("inference_free"))  # every siamese model
 
@@ -290,13 +292,14 @@ def run_all(out: Path, names: list[str], model: str) -> None:
                 zero_shot(target, lambda: load_model(out / name / "train" / json.loads(target.read_text())["checkpoint"]), cache)
             continue
         inference_free = RUNS[name].get("model", {}).get("kind") == "inference_free"
-        records = teacher
         if inference_free:
-            records = inference_free_teacher(out, model, cache, labelled=name == LABELLED_INFERENCE_FREE)
-        if name.startswith(LABELLED):
+            records = inference_free_teacher(out, model, cache, labelled=name in LABELLED_RUNS)
+        elif name in LABELLED_RUNS:
             records = out / LABELLED_TEACHER_FILE
             print("labelled teacher", ensemble_teacher_file(records, "nfcorpus", "train", depth=TEACHER_DEPTH,
                                                             label_bonus=LABEL_BONUS, cache_dir=cache))
+        else:
+            records = teacher
         raw = merged(merged(BASE, {"model": {"path": model}, "data": {"jsonl": str(records)}}), RUNS[name])
         raw["output_dir"] = str(out / name / "train")
         raw["threads"] = THREADS
