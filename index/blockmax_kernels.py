@@ -7,8 +7,9 @@ Layout (internal document ids = positions after reordering; block b holds ids b*
   ascending), `bm_max` (the largest uint8 level of t in that block), and `bm_post` / `bm_count`: where the
   block's forward postings of t start (relative to `fw_post_base[b]`) and how many there are, so scoring
   a block for a short query needs no lookup in its term list;
-- block maxima of frequent terms, dense (no larger than the sparse form at that density, and bounded
-  with a vectorised pass instead of a scatter): term t with `dense_row[t] = r >= 0` owns
+- block maxima of frequent terms, dense (5 bytes per block, against 10 per non-empty block in the sparse
+  form, but bounded with a vectorised pass instead of a scatter, and found in a block without a merge; see
+  DENSE_DIVISOR): term t with `dense_row[t] = r >= 0` owns
   `dense_max[r * n_blocks + b]` (0: absent) and `dense_slot[r * n_blocks + b]` = `start << 8 | count` of
   its postings in block b;
 - forward index, block-major and term-major inside a block: block b owns entries
@@ -34,7 +35,12 @@ from .topk import heap_drain_sorted, heap_push
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 N_BUCKETS = 1024
 RECORD_TERMS = 64  # slots per block of the workspace that records where candidates keep their rare terms
-DENSE_DIVISOR = 5  # a term non-empty in at least 1/DENSE_DIVISOR of the blocks gets dense block maxima
+# A term non-empty in at least 1/DENSE_DIVISOR of the blocks gets dense block maxima. Dense is faster from ~1 % of
+# the blocks on (a bound costs 0.1 ns per block of the row against ~10 ns per entry of the scatter), but costs more
+# bytes below 50 %. At 20 instead of 5, block-max took 11-19 % less time at k = 10 and 1000 on the three bench
+# corpora, for 49-57 % more index bytes; 40 and 80 gained little more for twice and three times the bytes
+# (docs/benchmarks.md, run s12).
+DENSE_DIVISOR = 20
 FIRST_DOCS = 256  # the search first scores the highest-bound blocks holding this many documents, then lists the
 FIRST_FILL = 2  # candidates; and at least FIRST_FILL * k documents, so the heap is full (k = 1000)
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it

@@ -73,7 +73,7 @@ def test_safe_mode_with_dense_and_sparse_block_maxima(block_size):
     # Skewed term frequencies: frequent terms get dense block-max rows, rare ones sparse lists; queries
     # mix both, short and long.
     vocab = 200
-    index, exact = _skewed_indexes(517, vocab, 0.6, 1.2, block_size)
+    index, exact = _skewed_indexes(2000, vocab, 0.6, 1.2, block_size)
     assert 0 < index.n_dense_terms < vocab
     assert index.dense_row[0] >= 0 and np.any((index.dense_row == -1) & (np.diff(index.bm_offsets) > 0))
     queries = _queries(vocab, seed=block_size, integer_weights=False)
@@ -101,7 +101,8 @@ def test_long_queries_with_most_blocks_candidates():
     from lsr.index import blockmax_kernels as bk
 
     vocab = 400
-    docs, ids = _corpus(3001, vocab, 0.03, seed=3, integer=False)  # every term rare: in ~12% of 4-doc blocks
+    # every term rare: in about half the share of the 4-doc blocks that would give it a dense row
+    docs, ids = _corpus(3001, vocab, 0.5 / (4 * bk.DENSE_DIVISOR), seed=3, integer=False)
     index, exact = BlockMaxIndex.build(docs, ids, block_size=4, reorder=False), InvertedIndex.build(docs, ids)
     assert index.n_dense_terms == 0
     rng = np.random.default_rng(3)
@@ -123,11 +124,12 @@ def test_candidates_located_tier_by_tier():
     from lsr.index import blockmax_kernels as bk
 
     vocab = 400
-    docs, ids = _corpus(20001, vocab, 0.03, seed=11, integer=False)
+    docs, ids = _corpus(20001, vocab, 0.5 / (4 * bk.DENSE_DIVISOR), seed=11, integer=False)  # rare terms only
     index, exact = BlockMaxIndex.build(docs, ids, block_size=4, reorder=False), InvertedIndex.build(docs, ids)
+    assert index.n_dense_terms == 0
     rng = np.random.default_rng(11)
     rows = np.zeros((8, vocab), np.float32)
-    for row, length in zip(rows, (3, 5, 8, 12, 20, 30, 40, 60)):
+    for row, length in zip(rows, (20, 40, 60, 90, 120, 160, 200, 250)):
         row[rng.choice(vocab, size=length, replace=False)] = rng.random(length) + 0.05
     queries = sp.csr_matrix(rows)
     for k in (10, 100, 1000):
