@@ -2,14 +2,14 @@
 
 Layout (internal document ids = positions after reordering; block b holds ids b*B .. b*B+B-1):
 
-- block maxima of rare terms (non-empty in fewer than 1/DENSE_DIVISOR of the blocks), term-major: for
+- block maxima of rare terms (non-empty in less than the index's dense share of the blocks), term-major: for
   term t, entries `bm_offsets[t]:bm_offsets[t + 1]` of `bm_blocks` (ids of the term's non-empty blocks,
   ascending), `bm_max` (the largest uint8 level of t in that block), and `bm_post` / `bm_count`: where the
   block's forward postings of t start (relative to `fw_post_base[b]`) and how many there are, so scoring
   a block for a short query needs no lookup in its term list;
 - block maxima of frequent terms, dense (5 bytes per block, against 10 per non-empty block in the sparse
   form, but bounded with a vectorised pass instead of a scatter, and found in a block without a merge; see
-  DENSE_DIVISOR): term t with `dense_row[t] = r >= 0` owns
+  DENSE_SHARE): term t with `dense_row[t] = r >= 0` owns
   `dense_max[r * n_blocks + b]` (0: absent) and `dense_slot[r * n_blocks + b]` = `start << 8 | count` of
   its postings in block b;
 - forward index, block-major and term-major inside a block: block b owns entries
@@ -35,12 +35,13 @@ from .topk import heap_drain_sorted, heap_push
 KTH = np.array([10, 100, 1000], dtype=np.int64)
 N_BUCKETS = 1024
 RECORD_TERMS = 64  # slots per block of the workspace that records where candidates keep their rare terms
-# A term non-empty in at least 1/DENSE_DIVISOR of the blocks gets dense block maxima. Dense is faster from ~1 % of
-# the blocks on (a bound costs 0.1 ns per block of the row against ~10 ns per entry of the scatter), but costs more
-# bytes below 50 %. At 20 instead of 5, block-max took 11-19 % less time at k = 10 and 1000 on the three bench
-# corpora, for 49-57 % more index bytes; 40 and 80 gained little more for twice and three times the bytes
-# (docs/benchmarks.md, run s12).
-DENSE_DIVISOR = 20
+# By default a term non-empty in at least DENSE_SHARE of the blocks gets dense block maxima. Dense is faster from
+# ~1 % of the blocks on (a bound costs 0.1 ns per block of the row against ~10 ns per entry of the scatter), but
+# costs more bytes below 50 %. At 1/20 instead of 1/5, block-max took 6-19 % less time at k = 10 and 1000 on the
+# real corpora and the optimistic simulation, for 49-57 % more index bytes (73 % on the pessimistic simulation,
+# where it gained nothing); 1/40 and 1/80 gained little more for twice and three times the bytes
+# (docs/benchmarks.md, run s12). `BlockMaxIndex.build(..., dense_share=...)` trades them otherwise.
+DENSE_SHARE = 1 / 20
 FIRST_DOCS = 256  # the search first scores the highest-bound blocks holding this many documents, then lists the
 FIRST_FILL = 2  # candidates; and at least FIRST_FILL * k documents, so the heap is full (k = 1000)
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
@@ -167,15 +168,16 @@ def build_block_max(fw_offsets, fw_terms, fw_rel_end, entry_max, term_blocks):
 
 
 @njit(cache=True)
-def split_dense(bm_offsets, bm_blocks, bm_max, bm_post, bm_count, n_blocks):
-    """Move the block maxima of frequent terms into dense rows; returns the rare terms' lists and the rows."""
+def split_dense(bm_offsets, bm_blocks, bm_max, bm_post, bm_count, n_blocks, dense_share):
+    """Move the block maxima of terms non-empty in at least `dense_share` of the blocks into dense rows;
+    returns the rare terms' lists and the rows."""
     vocab_size = bm_offsets.shape[0] - 1
     dense_row = np.full(vocab_size, -1, dtype=np.int32)
     n_dense = 0
     n_sparse = 0
     for t in range(vocab_size):
         n = bm_offsets[t + 1] - bm_offsets[t]
-        if n > 0 and n * DENSE_DIVISOR >= n_blocks:
+        if n > 0 and n >= dense_share * n_blocks:
             dense_row[t] = n_dense
             n_dense += 1
         else:

@@ -57,14 +57,18 @@ def test_safe_mode_equals_exhaustive(block_size, integer):
             _assert_same(expected, index.search(queries, k=k, threads=2))
 
 
-def _skewed_indexes(n_docs, vocab, share, exponent, block_size):
-    """(block-max index in input order, exhaustive index) of random documents whose term t appears with
-    probability share / (t + 1) ** exponent (seeded by the block size)."""
-    rng = np.random.default_rng(block_size)
+def _skewed_docs(n_docs, vocab, share, exponent, seed):
+    """Random documents whose term t appears with probability share / (t + 1) ** exponent, and their ids."""
+    rng = np.random.default_rng(seed)
     frequency = share / np.arange(1, vocab + 1) ** exponent
     docs = sp.csr_matrix((rng.random((n_docs, vocab)) < frequency[None, :]) * rng.integers(1, 9, (n_docs, vocab)),
                          dtype=np.float32)
-    ids = [f"d{i}" for i in range(n_docs)]
+    return docs, [f"d{i}" for i in range(n_docs)]
+
+
+def _skewed_indexes(n_docs, vocab, share, exponent, block_size):
+    """(block-max index in input order, exhaustive index) of `_skewed_docs` seeded by the block size."""
+    docs, ids = _skewed_docs(n_docs, vocab, share, exponent, seed=block_size)
     return BlockMaxIndex.build(docs, ids, block_size=block_size, reorder=False), InvertedIndex.build(docs, ids)
 
 
@@ -79,6 +83,28 @@ def test_safe_mode_with_dense_and_sparse_block_maxima(block_size):
     queries = _queries(vocab, seed=block_size, integer_weights=False)
     for k in (1, 10, 50):
         _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
+
+
+def test_dense_share_chooses_the_dense_terms_and_never_the_results():
+    # dense_share = 0: every term gets a dense row; 1: only terms in every block; in between, the denser terms.
+    vocab = 200
+    docs, ids = _skewed_docs(2000, vocab, 0.6, 1.2, seed=16)
+    exact = InvertedIndex.build(docs, ids)
+    present = docs.getnnz(axis=0) > 0
+    queries = _queries(vocab, seed=16, integer_weights=False)
+    counts = []
+    for share in (0.0, 0.05, 0.2, 1.0):
+        index = BlockMaxIndex.build(docs, ids, block_size=16, reorder=False, dense_share=share)
+        assert index.build_info["dense_share"] == share
+        counts.append(index.n_dense_terms)
+        blocks_with = np.diff(index.bm_offsets)[index.dense_row < 0]  # sparse terms' non-empty blocks
+        assert np.all(blocks_with < max(share * index.n_blocks, 1))
+        for k in (1, 10, 50):
+            _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
+    assert counts[0] == present.sum() and counts == sorted(counts, reverse=True) and counts[1] > counts[2] > counts[3]
+    for bad in (-0.1, 1.5, "all", True):
+        with pytest.raises(ValueError, match="dense_share"):
+            BlockMaxIndex.build(docs, ids, block_size=16, dense_share=bad)
 
 
 @pytest.mark.parametrize("block_size", [1, 2])
@@ -102,7 +128,7 @@ def test_long_queries_with_most_blocks_candidates():
 
     vocab = 400
     # every term rare: in about half the share of the 4-doc blocks that would give it a dense row
-    docs, ids = _corpus(3001, vocab, 0.5 / (4 * bk.DENSE_DIVISOR), seed=3, integer=False)
+    docs, ids = _corpus(3001, vocab, 0.5 * bk.DENSE_SHARE / 4, seed=3, integer=False)
     index, exact = BlockMaxIndex.build(docs, ids, block_size=4, reorder=False), InvertedIndex.build(docs, ids)
     assert index.n_dense_terms == 0
     rng = np.random.default_rng(3)
@@ -124,7 +150,7 @@ def test_candidates_located_tier_by_tier():
     from lsr.index import blockmax_kernels as bk
 
     vocab = 400
-    docs, ids = _corpus(20001, vocab, 0.5 / (4 * bk.DENSE_DIVISOR), seed=11, integer=False)  # rare terms only
+    docs, ids = _corpus(20001, vocab, 0.5 * bk.DENSE_SHARE / 4, seed=11, integer=False)  # rare terms only
     index, exact = BlockMaxIndex.build(docs, ids, block_size=4, reorder=False), InvertedIndex.build(docs, ids)
     assert index.n_dense_terms == 0
     rng = np.random.default_rng(11)
