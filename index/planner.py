@@ -104,9 +104,11 @@ COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BL
 # route r, the moving average of measured time / exhaustive estimate (column r), the queries timed (column
 # ROUTE_TIMED + r) and the class's query count when r last answered (ROUTE_LAST + r), then the queries seen.
 # Each route's first ROUTE_WARMUP queries of a class are timed before the averages decide (the very first is
-# not counted: cold buffers; each route's are different queries, several-fold apart in cost, so four were too few:
-# on wiki-100k's NQ tuning rows at k = 10 the planner's route won one class on seven timings and answered 363 of
-# its 379 queries at 1.17x block-max's mean time); then the fastest route answers — exhaustive unless another route's average is
+# not counted: cold buffers); then a route whose average is below ROUTE_CLOSE x the fastest's keeps answering
+# until it has ROUTE_CONTEST timings (each route's timings are of different queries, several-fold apart in cost:
+# on wiki-100k's NQ tuning rows at k = 10 the planner's route won one class on three timings against block-max's
+# three, 0.325 vs 0.377, and answered 363 of its 379 queries at 1.17x block-max's mean time; a route several
+# times slower, block-max at k = 1000, is not timed further); then the fastest route answers — exhaustive unless another route's average is
 # below (1 - ROUTE_MARGIN) x exhaustive's: a near tie goes to the route without block-max's heavier tail and
 # without the timing noise of two similar averages — except that a slower route answers once
 # ROUTE_EXPLORE x (its average / the fastest's) ^ 2 x min(1, its timings / ROUTE_SETTLE) queries have passed
@@ -119,10 +121,12 @@ ROUTE_LAST = 2 * N_ROUTES
 ROUTE_SEEN = 3 * N_ROUTES
 ROUTE_K_CLASSES = 4
 ROUTE_LENGTH_CLASSES = 8
-ROUTE_WARMUP = 16
+ROUTE_WARMUP = 4
+ROUTE_CONTEST = 16
+ROUTE_CLOSE = 1.5
 ROUTE_EXPLORE = 128
 ROUTE_MARGIN = 0.05
-ROUTE_SETTLE = 64
+ROUTE_SETTLE = 16
 ROUTE_WEIGHT = 1.0 / 64.0
 ROUTE_CLIP = 8.0
 
@@ -196,6 +200,9 @@ def _choose_route(route):
         if route[ROUTE_TIMED + r] < ROUTE_WARMUP:
             return r
     best = _best_route(route)
+    for r in (2, 0, 1):
+        if route[ROUTE_TIMED + r] < ROUTE_CONTEST and route[r] < ROUTE_CLOSE * route[best]:
+            return r
     for r in range(N_ROUTES):
         if r != best:
             slower = route[r] / max(route[best], 1e-12)

@@ -116,6 +116,11 @@ def test_learned_routes_answer_safe_queries_exactly(monkeypatch):
             assert (plan["route"][0], plan["method"][0]) == (fastest, outcome)
             assert _same(index.search(query, k=10)[0], expected)
     index.routes[row, : planner.N_ROUTES] = [1.0, 1.25, 10.0]  # exhaustive fastest, block-max 1.25x slower
+    # A close route (below ROUTE_CLOSE x the fastest) answers until it has ROUTE_CONTEST timings; a far one does not.
+    contest = planner.ROUTE_CONTEST
+    index.routes[row, planner.ROUTE_TIMED:planner.ROUTE_LAST] = [contest, contest - 1, warm]
+    assert [index.explain(query, k=10)["route"][0] for _ in range(2)] == [1, 0]
+    index.routes[row, : planner.N_ROUTES] = [1.0, 1.25, 10.0]
     seen = index.routes[row, planner.ROUTE_SEEN]
     index.routes[row, planner.ROUTE_LAST:planner.ROUTE_SEEN] = seen
     settled = min(1.0, index.routes[row, planner.ROUTE_TIMED + 1] / planner.ROUTE_SETTLE)  # few timings: sooner
