@@ -51,6 +51,7 @@ import scipy.sparse as sp
 
 from lsr.files import atomic_path
 from lsr.index import BlockMaxIndex, InvertedIndex, reorder_documents
+from lsr.index.blockmax_kernels import DENSE_SHARE
 from lsr.index.planner import default_block_size
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -382,7 +383,7 @@ def bench_corpus(name, data, args, report):
           + (f"computed in {bp_seconds:.1f} s" if bp_seconds is not None else "from the cache"), flush=True)
     print(f"block entries: input order {entries_input}, BP {entries_bp}: default index uses {chosen}", flush=True)
     start = time.perf_counter()
-    index = BlockMaxIndex.build(vectors, ids, block_size=block_size, reorder=order)
+    index = BlockMaxIndex.build(vectors, ids, block_size=block_size, reorder=order, dense_share=args.dense_share)
     bm_build = time.perf_counter() - start
     layouts = index.layout_bytes()
     print(f"block-max index: {index.n_block_entries} block entries, {index.n_dense_terms} dense terms, build "
@@ -703,6 +704,8 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="threads of the batch runs (default: all)")
     parser.add_argument("--block-size", type=int, default=None, help="default: the index's automatic choice")
     parser.add_argument("--bp-iterations", type=int, default=10)
+    parser.add_argument("--dense-share", type=float, default=DENSE_SHARE,
+                        help="block-max build option: terms in at least this share of the blocks get dense rows")
     parser.add_argument("--alphas", nargs="*", type=float, default=[0.95, 0.9])
     parser.add_argument("--auto-alphas", nargs="*", type=float, default=[], help="alpha < 1 with method='auto'")
     parser.add_argument("--no-bmp", dest="bmp", action="store_false", help="skip bmp")
