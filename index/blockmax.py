@@ -118,7 +118,8 @@ class BlockMaxIndexBuilder:
 
 
 def _check_dense_share(dense_share):
-    if isinstance(dense_share, bool) or not isinstance(dense_share, (int, float, np.number)) or not 0 <= dense_share <= 1:
+    number = isinstance(dense_share, (int, float, np.number)) and not isinstance(dense_share, bool)
+    if not number or not 0 <= dense_share <= 1:
         raise ValueError(f"dense_share must be a number in [0, 1], got {dense_share!r}")
     return float(dense_share)
 

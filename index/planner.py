@@ -108,12 +108,12 @@ COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BL
 # until it has ROUTE_CONTEST timings (each route's timings are of different queries, several-fold apart in cost:
 # on wiki-100k's NQ tuning rows at k = 10 the planner's route won one class on three timings against block-max's
 # three, 0.325 vs 0.377, and answered 363 of its 379 queries at 1.17x block-max's mean time; a route several
-# times slower, block-max at k = 1000, is not timed further); then the fastest route answers — exhaustive unless another route's average is
-# below (1 - ROUTE_MARGIN) x exhaustive's: a near tie goes to the route without block-max's heavier tail and
-# without the timing noise of two similar averages — except that a slower route answers once
-# ROUTE_EXPLORE x (its average / the fastest's) ^ 2 x min(1, its timings / ROUTE_SETTLE) queries have passed
-# since it last did — often while its average rests on few timings, then rarely (exploring a settled route
-# costs at most 1 / (4 x ROUTE_EXPLORE) of the time, however slow it is). ROUTE_WEIGHT is the moving
+# times slower, block-max at k = 1000, is not timed further); then the fastest route answers — exhaustive unless
+# another route's average is below (1 - ROUTE_MARGIN) x exhaustive's: a near tie goes to the route without
+# block-max's heavier tail and without the timing noise of two similar averages — except that a slower route
+# answers once ROUTE_EXPLORE x (its average / the fastest's) ^ 2 x min(1, its timings / ROUTE_SETTLE) queries
+# have passed since it last did — often while its average rests on few timings, then rarely (exploring a settled
+# route costs at most 1 / (4 x ROUTE_EXPLORE) of the time, however slow it is). ROUTE_WEIGHT is the moving
 # average's weight of a new time, which counts at most ROUTE_CLIP x the average (a preempted query).
 N_ROUTES = 3
 ROUTE_TIMED = N_ROUTES
