@@ -38,7 +38,7 @@ RECORD_TERMS = 64  # slots per block of the workspace that records where candida
 # By default a term non-empty in at least DENSE_SHARE of the blocks gets dense block maxima. Dense is faster from
 # ~1 % of the blocks on (a bound costs 0.1 ns per block of the row against ~10 ns per entry of the scatter), but
 # costs more bytes below 50 %. At 1/20 instead of 1/5, block-max took 6-19 % less time at k = 10 and 1000 on the
-# real corpora and the optimistic simulation, for 49-57 % more index bytes (73 % on the pessimistic simulation,
+# real corpora and the optimistic simulation, for 49-57 % more index bytes (55 % on the pessimistic simulation,
 # where it gained nothing); 1/40 and 1/80 gained little more for twice and three times the bytes
 # (docs/benchmarks.md, run s12). `BlockMaxIndex.build(..., dense_share=...)` trades them otherwise.
 DENSE_SHARE = 1 / 20
