@@ -28,7 +28,7 @@ from .results import SearchResult, id_array
 from .storage import folder_bytes, load_folder, save_folder
 
 FORMAT_NAME = "lsr.blockmax"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: dense slots may be uint16 (blockmax_kernels.NARROW_SHIFT); 3 still loads
 MIN_BLOCK, MAX_BLOCK = 1, 128  # document offsets inside a block are stored as uint8
 BLOCKMAX_ARRAYS = (
     "order", "bm_offsets", "bm_blocks", "bm_max", "bm_post", "bm_count", "dense_row", "dense_max", "dense_slot",
@@ -176,6 +176,8 @@ def _build(indptr, indices, levels, scale, vocab_size, doc_ids, block_size, reor
         *bk.build_block_max(fw_offsets, fw_terms, fw_rel_end, entry_max, term_blocks), fw_offsets.shape[0] - 1,
         dense_share,
     )
+    narrow = bk.narrow_slots(dense_slot, block_size)
+    dense_slot = dense_slot if narrow is None else narrow
     kth_levels = bk.kth_largest_levels(indices, levels, vocab_size, bk.KTH)
     offsets = np.zeros(vocab_size + 1, dtype=np.int64)
     np.cumsum(np.bincount(indices, minlength=vocab_size), out=offsets[1:])

@@ -7,11 +7,11 @@ Layout (internal document ids = positions after reordering; block b holds ids b*
   ascending), `bm_max` (the largest uint8 level of t in that block), and `bm_post` / `bm_count`: where the
   block's forward postings of t start (relative to `fw_post_base[b]`) and how many there are, so scoring
   a block for a short query needs no lookup in its term list;
-- block maxima of frequent terms, dense (5 bytes per block, against 10 per non-empty block in the sparse
+- block maxima of frequent terms, dense (3 or 5 bytes per block, against 10 per non-empty block in the sparse
   form, but bounded with a vectorised pass instead of a scatter, and found in a block without a merge; see
   DENSE_SHARE): term t with `dense_row[t] = r >= 0` owns
-  `dense_max[r * n_blocks + b]` (0: absent) and `dense_slot[r * n_blocks + b]` = `start << 8 | count` of
-  its postings in block b;
+  `dense_max[r * n_blocks + b]` (0: absent) and `dense_slot[r * n_blocks + b]` = `start << shift | count` of
+  its postings in block b (see NARROW_SHIFT);
 - forward index, block-major and term-major inside a block: block b owns entries
   `fw_offsets[b]:fw_offsets[b + 1]` of `fw_terms` (ascending); entry e's postings are
   `fw_post_base[b] + (fw_rel_end[e - 1] or 0) .. fw_post_base[b] + fw_rel_end[e]` of `fw_post`, each
@@ -42,6 +42,12 @@ RECORD_TERMS = 64  # slots per block of the workspace that records where candida
 # where it gained nothing); 1/40 and 1/80 gained little more for twice and three times the bytes
 # (docs/benchmarks.md, run s12). `BlockMaxIndex.build(..., dense_share=...)` trades them otherwise.
 DENSE_SHARE = 1 / 20
+# A slot, `start << shift | count`, says where a term's postings in a block start (relative to the block's) and how
+# many there are. Dense slots are uint16 with shift NARROW_SHIFT where every block fits (fewer than 16 documents,
+# runs starting below 4096: a block holds at most 2,687 postings on our corpora at block size 8), so a dense cell
+# takes 3 bytes with its maximum instead of 5; else uint32 with shift WIDE_SHIFT. The rare-term slots recorded
+# while searching take the same shift, so that one decoding serves both.
+NARROW_SHIFT, WIDE_SHIFT = 4, 8
 FIRST_DOCS = 256  # the search first scores the highest-bound blocks holding this many documents, then lists the
 FIRST_FILL = 2  # candidates; and at least FIRST_FILL * k documents, so the heap is full (k = 1000)
 PREFETCH_AHEAD = 8  # blocks between prefetching a block's postings and scoring it
@@ -170,7 +176,7 @@ def build_block_max(fw_offsets, fw_terms, fw_rel_end, entry_max, term_blocks):
 @njit(cache=True)
 def split_dense(bm_offsets, bm_blocks, bm_max, bm_post, bm_count, n_blocks, dense_share):
     """Move the block maxima of terms non-empty in at least `dense_share` of the blocks into dense rows;
-    returns the rare terms' lists and the rows."""
+    returns the rare terms' lists and the rows (wide slots: `narrow_slots`)."""
     vocab_size = bm_offsets.shape[0] - 1
     dense_row = np.full(vocab_size, -1, dtype=np.int32)
     n_dense = 0
@@ -196,7 +202,7 @@ def split_dense(bm_offsets, bm_blocks, bm_max, bm_post, bm_count, n_blocks, dens
             if r >= 0:
                 cell = np.int64(r) * n_blocks + bm_blocks[e]
                 dense_max[cell] = bm_max[e]
-                dense_slot[cell] = (np.uint32(bm_post[e]) << np.uint32(8)) | np.uint32(bm_count[e])
+                dense_slot[cell] = (np.uint32(bm_post[e]) << np.uint32(WIDE_SHIFT)) | np.uint32(bm_count[e])
             else:
                 sp_blocks[pos] = bm_blocks[e]
                 sp_max[pos] = bm_max[e]
@@ -205,6 +211,33 @@ def split_dense(bm_offsets, bm_blocks, bm_max, bm_post, bm_count, n_blocks, dens
                 pos += 1
         sp_offsets[t + 1] = pos
     return sp_offsets, sp_blocks, sp_max, sp_post, sp_count, dense_row, dense_max, dense_slot
+
+
+@njit(cache=True)
+def narrow_slots(dense_slot, block_size):
+    """The wide (uint32) dense slots as uint16 slots of shift NARROW_SHIFT, or None where one does not fit."""
+    if block_size >= 1 << NARROW_SHIFT:
+        return None
+    limit = np.uint32(1 << (16 - NARROW_SHIFT))
+    for v in dense_slot:
+        if v >> np.uint32(WIDE_SHIFT) >= limit:
+            return None
+    out = np.empty(dense_slot.shape[0], dtype=np.uint16)
+    for j in range(dense_slot.shape[0]):
+        v = dense_slot[j]
+        count = v & np.uint32((1 << WIDE_SHIFT) - 1)
+        out[j] = np.uint16(((v >> np.uint32(WIDE_SHIFT)) << np.uint32(NARROW_SHIFT)) | count)
+    return out
+
+
+def slot_shift(dtype) -> int:
+    """The shift of dense slots stored with this dtype (uint16: narrow, uint32: wide)."""
+    return NARROW_SHIFT if np.dtype(dtype).itemsize == 2 else WIDE_SHIFT
+
+
+@njit(inline="always", cache=True)
+def _slot_shift(dense_slot):
+    return np.uint32(NARROW_SHIFT) if dense_slot.itemsize == 2 else np.uint32(WIDE_SHIFT)
 
 
 @njit(cache=True)
@@ -247,6 +280,7 @@ def _prefetch_block(b, b_key, far, far_key, terms, rows, recorded, slot, n_block
     """Two-stage prefetch: block `far`'s posting locations, then block b's postings (located by now).
     `b_key` / `far_key`: the blocks' rows of `slot` (see `_locate_rare`)."""
     nq = terms.shape[0]
+    shift = _slot_shift(dense_slot)
     if far >= 0:
         for i in range(nq):
             if rows[i] >= 0:
@@ -261,15 +295,15 @@ def _prefetch_block(b, b_key, far, far_key, terms, rows, recorded, slot, n_block
         for i in range(nq):
             r = rows[i]
             if r >= 0:
-                v = dense_slot[np.int64(r) * n_blocks + b]
+                v = np.uint32(dense_slot[np.int64(r) * n_blocks + b])
             elif recorded:
                 v = slot[np.int64(b_key) * nq + i]
             else:
                 continue
             if v != 0:  # the run's first and last postings (runs of more than 32 can span two lines)
-                first = base + np.int64(v >> np.uint32(8))
+                first = base + np.int64(v >> shift)
                 prefetch(fw_post, first)
-                prefetch(fw_post, first + np.int64(v & np.uint32(255)) - 1)
+                prefetch(fw_post, first + np.int64(v & ((np.uint32(1) << shift) - np.uint32(1))) - 1)
 
 
 @njit(inline="always", cache=True)
@@ -283,14 +317,16 @@ def _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_s
     """
     base = fw_post_base[b]
     nq = terms.shape[0]
+    shift = _slot_shift(dense_slot)
+    mask = (np.uint32(1) << shift) - np.uint32(1)
     lo = fw_offsets[b]
     for i in range(nq):
         # Where term i's postings lie in block b: dense row, recorded slot, or search (see `search_one`).
         r = rows[i]
         if r >= 0 or recorded:
-            v = dense_slot[np.int64(r) * n_blocks + b] if r >= 0 else slot[np.int64(key) * nq + i]
-            start = np.int64(v >> np.uint32(8))
-            end = start + np.int64(v & np.uint32(255))
+            v = np.uint32(dense_slot[np.int64(r) * n_blocks + b]) if r >= 0 else slot[np.int64(key) * nq + i]
+            start = np.int64(v >> shift)
+            end = start + np.int64(v & mask)
         else:
             hi = fw_offsets[b + 1]
             while lo < hi:  # terms ascend, so the search resumes where the previous one ended
@@ -330,9 +366,9 @@ def _score_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, 
 
 
 @njit(inline="always", cache=True)
-def _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, blocks, perm, n, slot):
+def _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, blocks, perm, n, slot, shift):
     """Record where the blocks about to be scored keep each rare query term: for key = perm[m], m = 0 .. n-1
-    (in ascending order of block blocks[key]), slot[key * nq + i] = `start << 8 | count` of
+    (in ascending order of block blocks[key]), slot[key * nq + i] = `start << shift | count` of
     term i's postings in that block (0: none). One galloping merge of each rare term's block list with the
     blocks: only the blocks scored are written, where recording every (term, block) entry while bounding
     cost a cache-missing write per entry, several times the bound itself."""
@@ -363,13 +399,13 @@ def _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, blocks, 
                 e = lo
             v = np.uint32(0)
             if e < end and bm_blocks[e] == b:
-                v = (bm_post[e] << np.uint32(8)) | np.uint32(bm_count[e])
+                v = (bm_post[e] << shift) | np.uint32(bm_count[e])
             slot[np.int64(key) * nq + i] = v
 
 
 @njit(inline="always", cache=True)
 def _locate_tier(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, cand_ub, sorted_blocks, start, end,
-                 theta, alpha, keys, slot):
+                 theta, alpha, keys, slot, shift):
     """`_locate_rare` for the candidates at positions start .. end - 1 of the decreasing bound order whose bound
     still reaches the threshold; the others can no longer be scored, and their rows of `slot` are cleared (the
     prefetch reads them). Returns end."""
@@ -383,7 +419,7 @@ def _locate_tier(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, ca
             keys[n] = c
             n += 1
     located = np.sort(keys[:n])  # ascending candidate = ascending block
-    _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, located, n, slot)
+    _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, located, n, slot, shift)
     return end
 
 
@@ -678,7 +714,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
     first_slot = np.empty(n_first * nq, dtype=np.uint32)  # row j: block first_blocks[j]
     _locate_rare(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, first_blocks,
-                 np.argsort(first_blocks[:n_first]), n_first, first_slot)
+                 np.argsort(first_blocks[:n_first]), n_first, first_slot, _slot_shift(dense_slot))
     for j in range(n_first):
         near = first_blocks[j + PREFETCH_AHEAD] if j + PREFETCH_AHEAD < n_first else -1
         far = first_blocks[j + 2 * PREFETCH_AHEAD] if j + 2 * PREFETCH_AHEAD < n_first else -1
@@ -759,7 +795,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                         theta = heap_scores[0]
                     located = _locate_tier(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, cand_ub,
                                            sorted_blocks, located, min(n_cand, max(LOCATE_FIRST, 2 * located)),
-                                           theta, alpha, keys, slot)
+                                           theta, alpha, keys, slot, _slot_shift(dense_slot))
                 near_key = sorted_blocks[s + PREFETCH_AHEAD] if s + PREFETCH_AHEAD < n_cand else -1
                 far_key = sorted_blocks[s + 2 * PREFETCH_AHEAD] if s + 2 * PREFETCH_AHEAD < n_cand else -1
                 _prefetch_block(cand[near_key] if near_key >= 0 else -1, near_key,

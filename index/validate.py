@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .blockmax_kernels import NARROW_SHIFT, slot_shift
 from .storage import IndexFormatError, check_fields, is_number
 
 CHUNK = 1 << 24  # elements per pass over a large array
@@ -130,7 +131,7 @@ def check_blockmax(path, manifest: dict, arrays: dict, doc_ids: list, names, kth
     for name, dtypes in (
         ("order", (np.int32,)), ("bm_offsets", (np.int64,)), ("bm_blocks", (np.int32,)), ("bm_max", (np.uint8,)),
         ("bm_post", (np.uint32,)), ("bm_count", (np.uint8,)), ("dense_row", (np.int32,)),
-        ("dense_max", (np.uint8,)), ("dense_slot", (np.uint32,)), ("kth_levels", (np.uint8,)),
+        ("dense_max", (np.uint8,)), ("dense_slot", (np.uint16, np.uint32)), ("kth_levels", (np.uint8,)),
         ("fw_offsets", (np.int64,)), ("fw_post_base", (np.int64,)), ("fw_terms", (np.uint16, np.int32)),
         ("fw_rel_end", (np.uint32,)), ("fw_post", (np.uint16,)),
     ):
@@ -191,8 +192,13 @@ def check_blockmax(path, manifest: dict, arrays: dict, doc_ids: list, names, kth
         _fail(path, "dense_row does not number the dense terms 0.. once each")
     if not a["dense_max"].shape[0] == a["dense_slot"].shape[0] == n_dense * n_blocks:
         _fail(path, "dense block-max rows disagree with the number of dense terms and blocks")
+    shift = slot_shift(a["dense_slot"].dtype)
+    if shift == NARROW_SHIFT and block_size >= 1 << NARROW_SHIFT:
+        _fail(path, f"dense_slot is uint16, which holds blocks of fewer than {1 << NARROW_SHIFT} documents, "
+              f"not {block_size}")
     for start, part in _chunks(a["dense_slot"]):
         cells = (np.arange(start, start + part.shape[0]) % n_blocks) if n_blocks else np.zeros(0, np.int64)
-        ends = (part >> 8).astype(np.int64) + (part & 255)
+        part = part.astype(np.int64)
+        ends = (part >> shift) + (part & ((1 << shift) - 1))
         if (ends > sizes[cells]).any():
             _fail(path, f"dense_slot points past its block's postings (near cell {start})")

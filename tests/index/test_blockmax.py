@@ -107,6 +107,34 @@ def test_dense_share_chooses_the_dense_terms_and_never_the_results():
             BlockMaxIndex.build(docs, ids, block_size=16, dense_share=bad)
 
 
+def test_narrow_and_wide_dense_slots_answer_alike(tmp_path):
+    # Dense slots are uint16 where every block fits (blockmax_kernels.NARROW_SHIFT), else uint32; an index
+    # with uint32 slots at a small block size (as format 3 stored them) saves, loads and answers the same.
+    from lsr.index import blockmax_kernels as bk
+
+    vocab = 200
+    docs, ids = _skewed_docs(2000, vocab, 0.6, 1.2, seed=21)
+    exact = InvertedIndex.build(docs, ids)
+    queries = _queries(vocab, seed=21, integer_weights=False)
+    narrow = BlockMaxIndex.build(docs, ids, block_size=8, reorder=False)
+    assert narrow.dense_slot.dtype == np.uint16 and narrow.n_dense_terms > 0
+    assert BlockMaxIndex.build(docs, ids, block_size=16, reorder=False).dense_slot.dtype == np.uint32
+    slots = narrow.dense_slot.astype(np.uint32)
+    arrays = dict(narrow.arrays, dense_slot=((slots >> bk.NARROW_SHIFT) << bk.WIDE_SHIFT) | (slots & 15))
+    wide = BlockMaxIndex(arrays, narrow.scale, 8, ids, vocab)
+    for index in (narrow, wide, BlockMaxIndex.load(narrow.save(tmp_path / "narrow")),
+                  BlockMaxIndex.load(wide.save(tmp_path / "wide"))):
+        for k in (1, 10, 100):
+            _assert_same(exact.search(queries, k=k), index.search(queries, k=k, threads=1, method="blockmax"))
+    # a block of more than 4,096 postings: a run may start past what 12 bits hold, so the slots stay wide
+    crowded, crowded_ids = _corpus(64, 3000, 0.3, seed=22, integer=False)
+    index = BlockMaxIndex.build(crowded, crowded_ids, block_size=8, reorder=False)
+    assert index.dense_slot.dtype == np.uint32 and np.diff(index.fw_post_base).max() > 4096
+    crowded_queries = _queries(3000, seed=22, integer_weights=False)
+    _assert_same(InvertedIndex.build(crowded, crowded_ids).search(crowded_queries, k=10),
+                 index.search(crowded_queries, k=10, threads=1, method="blockmax"))
+
+
 @pytest.mark.parametrize("block_size", [1, 2])
 def test_safe_mode_skipping_chunks_of_blocks(block_size):
     # Thousands of blocks: the bound scans skip whole chunks (blockmax_kernels.SCAN_CHUNK blocks, the last
