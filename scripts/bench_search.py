@@ -252,30 +252,30 @@ def default_order(levels, vectors, block_size, iterations):
 WARMUP = 200  # untimed calls before each timed pass
 
 
-CHUNK = 20  # queries per turn when several engines are timed together
-
-
 def latencies(fns, n):
     """Wall-clock and CPU (this thread) milliseconds per call of each fn(i), i < n, after WARMUP untimed
     calls (the same warm caches for every engine). CPU time leaves out the time other processes held the
     core, which on a shared machine inflates wall times and above all their tails. Several engines take
-    turns: the queries in chunks of CHUNK, each chunk run by every engine in a fresh random (seeded) order,
-    so that the machine's slow changes (other jobs, neighbours on a shared host) hit every engine alike and
-    no engine always runs after the same one (which could leave it caches warm with the same queries).
+    turns query by query: at step s every engine runs one query, in a fresh random (seeded) order, engine e
+    query (s + e * n / engines) mod n. So the machine's changes (other jobs, neighbours on a shared host)
+    hit every engine within a few milliseconds of each other, and no engine finds a query's data warm from
+    another engine having just run it (engines of one index share its arrays). Timing the engines in turns
+    over chunks of 20 queries instead, the default's ratio to exhaustive search moved by 0.1 between two
+    runs of the same code in cells where it answered 99 % of the queries exhaustively (docs/benchmarks.md, s13).
     Returns [(wall ms, cpu ms)] per engine, in the order of `fns`."""
     for fn in fns:
         for i in range(min(n, WARMUP)):
             fn(i)
     rng = np.random.default_rng(0)
     wall, cpu = np.empty((len(fns), n)), np.empty((len(fns), n))
-    for first in range(0, n, CHUNK):
+    for step in range(n):
         for e in rng.permutation(len(fns)):
             fn = fns[e]
-            for i in range(first, min(first + CHUNK, n)):
-                start, start_cpu = time.perf_counter(), time.thread_time()
-                fn(i)
-                cpu[e, i] = time.thread_time() - start_cpu
-                wall[e, i] = time.perf_counter() - start
+            i = (step + e * n // len(fns)) % n
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            fn(i)
+            cpu[e, i] = time.thread_time() - start_cpu
+            wall[e, i] = time.perf_counter() - start
     return [(wall[e] * 1e3, cpu[e] * 1e3) for e in range(len(fns))]
 
 
