@@ -108,9 +108,12 @@ COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BL
 # until it has ROUTE_CONTEST timings (each route's timings are of different queries, several-fold apart in cost:
 # on wiki-100k's NQ tuning rows at k = 10 the planner's route won one class on three timings against block-max's
 # three, 0.325 vs 0.377, and answered 363 of its 379 queries at 1.17x block-max's mean time; a route several
-# times slower, block-max at k = 1000, is not timed further); then the fastest route answers — exhaustive unless
-# another route's average is below (1 - ROUTE_MARGIN) x exhaustive's: a near tie goes to the route without
-# block-max's heavier tail and without the timing noise of two similar averages — except that a slower route
+# times slower, block-max at k = 1000, is not timed further); then the fastest route answers, where a route must be
+# ROUTE_MARGIN faster on average than a simpler one (exhaustive, block-max, the planner's checks, in that order) to
+# be preferred to it: a near tie goes to the route without block-max's heavier tail, or without the probe (on
+# wiki-100k's NQ report rows at k = 10 the planner's route tied block-max's average and answered 584-697 of the
+# 925 queries of the main class, the default then costing 6-9 % more time than block-max), and without the timing
+# noise of two similar averages — except that a slower route
 # answers once ROUTE_EXPLORE x (its average / the fastest's) ^ 2 x min(1, its timings / ROUTE_SETTLE) queries
 # have passed since it last did — often while its average rests on few timings, then rarely (exploring a settled
 # route costs at most 1 / (4 x ROUTE_EXPLORE) of the time, however slow it is). ROUTE_WEIGHT is the moving
@@ -184,10 +187,11 @@ def _warm(route):
 
 @njit(cache=True)
 def _best_route(route):
-    """The fastest route by the averages: exhaustive unless another is ROUTE_MARGIN faster."""
+    """The fastest route by the averages, where a near tie (within ROUTE_MARGIN) goes to the simpler route:
+    exhaustive, then block-max, then the planner's checks."""
     best = 0
     for r in range(1, N_ROUTES):
-        if route[r] < (1.0 - ROUTE_MARGIN) * route[0] and route[r] < route[best]:
+        if route[r] < (1.0 - ROUTE_MARGIN) * route[best]:
             best = r
     return best
 
@@ -216,16 +220,19 @@ def _choose_route(route):
 def _record_time(route, r, ratio):
     """Add one query's time / exhaustive estimate to route r's moving average.
 
-    A timing of the best route also moves the other routes' averages by the same factor: what changes the
-    best route's average between two explorations of a slower one is mostly the machine (another job's
-    memory traffic, a neighbour on the host), which slows every route alike; a rarely timed route would
-    otherwise keep the average of a quieter (or busier) time and win (or lose) against the best on that
-    alone. So a slower route's average is its cost relative to the best, learned from its own timings."""
+    A timing of the best route (once its average spans 1 / ROUTE_WEIGHT timings) also moves the other routes'
+    averages by the same factor: what changes the best route's average between two explorations of a slower
+    one is mostly the machine (another job's memory traffic, a neighbour on the host), which slows every route
+    alike; a rarely timed route would otherwise keep the average of a quieter (or busier) time and win (or
+    lose) against the best on that alone. So a slower route's average is its cost relative to the best,
+    learned from its own timings."""
     n = route[ROUTE_TIMED + r]  # timings so far; the first one is not averaged (cold buffers)
     if n >= ROUTE_WARMUP:
         ratio = min(ratio, ROUTE_CLIP * route[r])
     if n >= 1:
-        tracks_load = _warm(route) and r == _best_route(route) and route[r] > 0
+        # Only once the best route's average spans a full window: before, its moves are its own estimate
+        # settling, not the machine's load, and passing them on would freeze the gap at a chance low.
+        tracks_load = _warm(route) and r == _best_route(route) and route[r] > 0 and n * ROUTE_WEIGHT >= 1.0
         before = route[r]
         route[r] += max(ROUTE_WEIGHT, 1.0 / n) * (ratio - route[r])
         if tracks_load:

@@ -137,6 +137,12 @@ def test_learned_routes_answer_safe_queries_exactly(monkeypatch):
         index.routes[row, : planner.N_ROUTES] = [1.0, blockmax_ratio, 10.0]
         index.routes[row, planner.ROUTE_LAST:planner.ROUTE_SEEN] = index.routes[row, planner.ROUTE_SEEN]
         assert index.explain(query, k=10)["route"][0] == fastest
+    # The same between block-max and the planner's checks (whose probe costs more than a close average shows):
+    # a near tie goes to block-max.
+    m = planner.ROUTE_MARGIN
+    for averages, fastest in (([1.0, 0.5, 0.5 * (1 - m / 2)], 1), ([1.0, 0.5, 0.5 * (1 - 2 * m)], 2),
+                              ([1.0, 1 - m / 2, 1 - 2 * m], 2), ([1.0, 1 - m / 2, 1 - m / 2], 0)):
+        assert planner._best_route(np.array(averages + [0.0] * (planner.ROUTE_SEEN + 1 - planner.N_ROUTES))) == fastest
 
 
 def test_learned_blockmax_route_keeps_a_budget_explicit_blockmax_none(monkeypatch):
@@ -301,3 +307,12 @@ def test_slower_routes_follow_the_machine_load_of_the_best():
     cold[planner.ROUTE_TIMED:planner.ROUTE_LAST] = [planner.ROUTE_WARMUP, planner.ROUTE_WARMUP, 1]
     planner._record_time(cold, 0, 2.0)
     np.testing.assert_array_equal(cold[1:planner.N_ROUTES], [1.25, 1.5])
+    # A route that just became the best on few timings (a chance low) settles to its own cost without moving
+    # the others: the next faster route takes over again instead of being dragged along.
+    fresh = planner.new_routes()[0]
+    fresh[: planner.N_ROUTES] = [1.0, 0.30, 0.28]  # the planner's route below block-max on 20 timings
+    fresh[planner.ROUTE_TIMED:planner.ROUTE_LAST] = [20, 200, 20]
+    assert planner._best_route(fresh) == 2
+    for _ in range(30):  # its real cost: 0.34
+        planner._record_time(fresh, 2, 0.34)
+    assert fresh[0] == 1.0 and fresh[1] == 0.30 and planner._best_route(fresh) == 1
