@@ -43,6 +43,7 @@ import os
 import platform
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numba
@@ -268,15 +269,29 @@ def latencies(fns, n):
             fn(i)
     rng = np.random.default_rng(0)
     wall, cpu = np.empty((len(fns), n)), np.empty((len(fns), n))
-    for step in range(n):
-        for e in rng.permutation(len(fns)):
-            fn = fns[e]
-            i = (step + e * n // len(fns)) % n
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            fn(i)
-            cpu[e, i] = time.thread_time() - start_cpu
-            wall[e, i] = time.perf_counter() - start
+    with no_gc():
+        for step in range(n):
+            for e in rng.permutation(len(fns)):
+                fn = fns[e]
+                i = (step + e * n // len(fns)) % n
+                start, start_cpu = time.perf_counter(), time.thread_time()
+                fn(i)
+                cpu[e, i] = time.thread_time() - start_cpu
+                wall[e, i] = time.perf_counter() - start
     return [(wall[e] * 1e3, cpu[e] * 1e3) for e in range(len(fns))]
+
+
+@contextmanager
+def no_gc():
+    """Python's garbage collector off while timing (as `timeit` does): its pauses, a few ms each, would land on
+    whichever engine's call happens to trigger them; collected before and after."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 def recall(exact, got_numbers, k):
@@ -309,9 +324,10 @@ BATCH_ROUNDS = 9  # one-thread and all-thread batch calls alternate, so the host
 def batch_qps(search, n_queries, threads):
     """(QPS on one thread, QPS on `threads`) of one batch call over all queries: medians of BATCH_ROUNDS."""
     one, many = [], []
-    for _ in range(BATCH_ROUNDS):
-        one.append(_timed(lambda: search(1)))
-        many.append(_timed(lambda: search(threads)))
+    with no_gc():
+        for _ in range(BATCH_ROUNDS):
+            one.append(_timed(lambda: search(1)))
+            many.append(_timed(lambda: search(threads)))
     return n_queries / float(np.median(one)), n_queries / float(np.median(many))
 
 
