@@ -111,7 +111,7 @@ COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BL
 # times slower, block-max at k = 1000, is not timed further); then the fastest route answers, where a route must be
 # ROUTE_MARGIN faster on average than a simpler one (exhaustive, block-max, the planner's checks, in that order) to
 # be preferred to it: a near tie goes to the route without block-max's heavier tail, or without the probe (on
-# wiki-100k's NQ report rows at k = 10 the planner's route tied block-max's average and answered 584-697 of the
+# wiki-100k's NQ report rows at k = 10 the planner's route tied block-max's average and answered 547-697 of the
 # 925 queries of the main class, the default then costing 6-9 % more time than block-max), and without the timing
 # noise of two similar averages — except that a slower route
 # answers once ROUTE_EXPLORE x (its average / the fastest's) ^ 2 x min(1, its timings / ROUTE_SETTLE) queries

@@ -120,8 +120,9 @@ def test_narrow_and_wide_dense_slots_answer_alike(tmp_path):
     assert narrow.dense_slot.dtype == np.uint16 and narrow.n_dense_terms > 0
     assert BlockMaxIndex.build(docs, ids, block_size=16, reorder=False).dense_slot.dtype == np.uint32
     slots = narrow.dense_slot.astype(np.uint32)
-    arrays = dict(narrow.arrays, dense_slot=((slots >> bk.NARROW_SHIFT) << bk.WIDE_SHIFT) | (slots & 15))
-    wide = BlockMaxIndex(arrays, narrow.scale, 8, ids, vocab)
+    count = slots & ((1 << bk.NARROW_SHIFT) - 1)
+    wide = BlockMaxIndex(dict(narrow.arrays, dense_slot=((slots >> bk.NARROW_SHIFT) << bk.WIDE_SHIFT) | count),
+                         narrow.scale, 8, ids, vocab)
     for index in (narrow, wide, BlockMaxIndex.load(narrow.save(tmp_path / "narrow")),
                   BlockMaxIndex.load(wide.save(tmp_path / "wide"))):
         for k in (1, 10, 100):

@@ -142,7 +142,9 @@ def test_learned_routes_answer_safe_queries_exactly(monkeypatch):
     m = planner.ROUTE_MARGIN
     for averages, fastest in (([1.0, 0.5, 0.5 * (1 - m / 2)], 1), ([1.0, 0.5, 0.5 * (1 - 2 * m)], 2),
                               ([1.0, 1 - m / 2, 1 - 2 * m], 2), ([1.0, 1 - m / 2, 1 - m / 2], 0)):
-        assert planner._best_route(np.array(averages + [0.0] * (planner.ROUTE_SEEN + 1 - planner.N_ROUTES))) == fastest
+        stats = np.zeros(planner.ROUTE_SEEN + 1)
+        stats[: planner.N_ROUTES] = averages
+        assert planner._best_route(stats) == fastest
 
 
 def test_learned_blockmax_route_keeps_a_budget_explicit_blockmax_none(monkeypatch):
