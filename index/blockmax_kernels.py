@@ -58,6 +58,7 @@ CHECK_EVERY = 32  # blocks scored between two checks of the remaining work again
 # 19k), and locating all of them up front cost more than a quarter of the search; a first tier of 64 made
 # searches with a few hundred candidates (k = 10 on wiki-1m-sim) slower: one merge per tier.
 LOCATE_FIRST = 512
+DENSE_FUSE = 4  # dense rows of consecutive query terms bounded in one pass: ub is read and written once per pass
 SCAN_CHUNK = 64  # blocks per chunk of the bound scans: a chunk whose largest bound fails is skipped whole
 # Work counters written by `search_one` (stats argument)
 STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED, STAT_PASSING, STAT_PROBE_BLOCKS = 0, 1, 2, 3, 4, 5
@@ -424,6 +425,35 @@ def _locate_tier(terms, rows, bm_offsets, bm_blocks, bm_post, bm_count, cand, ca
 
 
 @njit(inline="always", cache=True)
+def _bound_dense(ub, dense_max, rows, ws, first, n, n_blocks):
+    """Add the dense rows of query terms first .. first + n - 1 (n <= DENSE_FUSE) to the block bounds, in one pass
+    over `ub`: each bound gets the same additions in the same (ascending term) order as a pass per row."""
+    r0 = dense_max[np.int64(rows[first]) * n_blocks : np.int64(rows[first] + 1) * n_blocks]
+    w0 = ws[first]
+    if n == 1:
+        for b in range(n_blocks):
+            ub[b] += w0 * np.float32(r0[b])
+        return
+    r1 = dense_max[np.int64(rows[first + 1]) * n_blocks : np.int64(rows[first + 1] + 1) * n_blocks]
+    w1 = ws[first + 1]
+    if n == 2:
+        for b in range(n_blocks):
+            ub[b] = (ub[b] + w0 * np.float32(r0[b])) + w1 * np.float32(r1[b])
+        return
+    r2 = dense_max[np.int64(rows[first + 2]) * n_blocks : np.int64(rows[first + 2] + 1) * n_blocks]
+    w2 = ws[first + 2]
+    if n == 3:
+        for b in range(n_blocks):
+            ub[b] = ((ub[b] + w0 * np.float32(r0[b])) + w1 * np.float32(r1[b])) + w2 * np.float32(r2[b])
+        return
+    r3 = dense_max[np.int64(rows[first + 3]) * n_blocks : np.int64(rows[first + 3] + 1) * n_blocks]
+    w3 = ws[first + 3]
+    for b in range(n_blocks):
+        u = ((ub[b] + w0 * np.float32(r0[b])) + w1 * np.float32(r1[b])) + w2 * np.float32(r2[b])
+        ub[b] = u + w3 * np.float32(r3[b])
+
+
+@njit(inline="always", cache=True)
 def _bucket_of(v, lo, width, n_buckets):
     """Bucket of bound v in the descending bucket order (0: largest bounds); below lo: the last."""
     if v <= lo:
@@ -684,19 +714,22 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             stats[STAT_ABANDONED] = 1
             return -1
     # Bounds, term by term in ascending term order (as scores are summed): a vectorised pass over the
-    # dense rows of frequent terms, a scatter for rare terms. For short queries, where the blocks to be scored
+    # dense rows of up to DENSE_FUSE consecutive frequent terms, a scatter for each rare term. For short queries, where the blocks to be scored
     # keep their rare terms is recorded later, for those blocks only (`_locate_rare`; `dense_slot` holds it for
     # frequent terms), so scoring a block needs no search in its term list.
-    for i in range(nq):
-        w = ws[i]
-        r = rows[i]
-        if r >= 0:
-            row = dense_max[np.int64(r) * n_blocks : np.int64(r + 1) * n_blocks]
-            for b in range(n_blocks):
-                ub[b] += w * np.float32(row[b])
+    i = 0
+    while i < nq:
+        if rows[i] < 0:
+            w = ws[i]
+            for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
+                ub[bm_blocks[e]] += w * np.float32(bm_max[e])
+            i += 1
             continue
-        for e in range(bm_offsets[terms[i]], bm_offsets[terms[i] + 1]):
-            ub[bm_blocks[e]] += w * np.float32(bm_max[e])
+        n_run = 1  # consecutive dense terms, up to DENSE_FUSE, bounded in one pass
+        while n_run < DENSE_FUSE and i + n_run < nq and rows[i + n_run] >= 0:
+            n_run += 1
+        _bound_dense(ub, dense_max, rows, ws, i, n_run, n_blocks)
+        i += n_run
     for j in range(n_probed):  # scored by the probe: their documents are in the heap
         ub[cand[j]] = 0
     # Phase 0: the blocks of highest bound (a small heap over the chunks that can hold them) are scored

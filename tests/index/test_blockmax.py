@@ -107,6 +107,29 @@ def test_dense_share_chooses_the_dense_terms_and_never_the_results():
             BlockMaxIndex.build(docs, ids, block_size=16, dense_share=bad)
 
 
+def test_fused_dense_bounds_add_in_term_order():
+    # Bounding up to DENSE_FUSE dense rows in one pass must give every block the bound a pass per row gives, bit
+    # for bit: the search's safety rests on bounds summed in the order scores are.
+    from lsr.index import blockmax_kernels as bk
+
+    rng = np.random.default_rng(7)
+    n_blocks, n_rows = 1000, 9
+    dense_max = rng.integers(0, 256, n_rows * n_blocks).astype(np.uint8)
+    rows = rng.permutation(n_rows).astype(np.int64)
+    ws = (rng.random(n_rows) * rng.choice([1e-3, 1.0, 1e3], n_rows)).astype(np.float32)
+    start = rng.random(n_blocks).astype(np.float32)
+    for first in range(n_rows - bk.DENSE_FUSE):
+        for n in range(1, bk.DENSE_FUSE + 1):
+            expected = start.copy()
+            for i in range(first, first + n):
+                row = dense_max[rows[i] * n_blocks:(rows[i] + 1) * n_blocks]
+                for b in range(n_blocks):
+                    expected[b] = np.float32(expected[b] + np.float32(ws[i] * np.float32(row[b])))
+            got = start.copy()
+            bk._bound_dense(got, dense_max, rows, ws, first, n, n_blocks)
+            assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), (first, n)
+
+
 def test_narrow_and_wide_dense_slots_answer_alike(tmp_path):
     # Dense slots are uint16 where every block fits (blockmax_kernels.NARROW_SHIFT), else uint32; an index
     # with uint32 slots at a small block size (as format 3 stored them) saves, loads and answers the same.
