@@ -454,11 +454,13 @@ def _bound_dense(ub, dense_max, rows, ws, first, n, n_blocks):
 
 
 @njit(inline="always", cache=True)
-def _bucket_of(v, lo, width, n_buckets):
-    """Bucket of bound v in the descending bucket order (0: largest bounds); below lo: the last."""
+def _bucket_of(v, lo, per_width, n_buckets):
+    """Bucket of bound v in the descending bucket order (0: largest bounds); below lo: the last. `per_width`: the
+    inverse of a bucket's width (a product is monotone in v, as a quotient is, and cheaper; it may be inf)."""
     if v <= lo:
         return n_buckets - 1
-    return n_buckets - 1 - min(n_buckets - 1, int((v - lo) / width))
+    x = (v - lo) * per_width
+    return 0 if x >= n_buckets - 1 else n_buckets - 1 - int(x)
 
 
 @njit(inline="always", cache=True)
@@ -732,8 +734,9 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
         i += n_run
     for j in range(n_probed):  # scored by the probe: their documents are in the heap
         ub[cand[j]] = 0
-    # Phase 0: the blocks of highest bound (a small heap over the chunks that can hold them) are scored
-    # first; their documents usually set a threshold close to the final one, which keeps the candidates few.
+    # Phase 0: the blocks of highest bound (a small heap over the chunks that can hold them, offered only blocks
+    # reaching the chunks' floor: at least n_first_max do) are scored first; their documents usually set a
+    # threshold close to the final one, which keeps the candidates few.
     stats[STAT_PASSING] = _chunk_maxima(ub, chunk_max, theta0)
     floor = _chunk_floor(chunk_max, n_first_max, theta0)
     n_first = 0
@@ -742,7 +745,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             continue
         for b in range(c * SCAN_CHUNK, min(n_blocks, (c + 1) * SCAN_CHUNK)):
             u = ub[b]
-            if u > 0 and u >= theta0 and (n_first < n_first_max or u > heap_ub[0]):
+            if u > 0 and u >= floor and (n_first < n_first_max or u > heap_ub[0]):
                 n_first = heap_push(heap_ub, heap_blocks, heap_blocks, n_first, n_first_max, u, b, b)
     heap_drain_sorted(heap_ub, heap_blocks, heap_blocks, n_first, first_ub, first_blocks)  # decreasing bound
     first_slot = np.empty(n_first * nq, dtype=np.uint32)  # row j: block first_blocks[j]
@@ -792,11 +795,13 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
         recorded = n_cand * nq <= slot.shape[0]
         # Bucket sort of the candidate bounds (descending) instead of a full sort.
         n_buckets = bucket_max.shape[0]
-        width = (hi - lo) / n_buckets if hi > lo else np.float32(1.0)
+        per_width = np.float32(n_buckets) / (hi - lo) if hi > lo else np.float32(1.0)
+        keys = np.empty(n_cand, dtype=np.int64)  # each candidate's bucket, then `_locate_tier`'s workspace
         bucket_start[:] = 0
         bucket_max[:] = 0
         for c in range(n_cand):
-            j = _bucket_of(cand_ub[c], lo, width, n_buckets)
+            j = _bucket_of(cand_ub[c], lo, per_width, n_buckets)
+            keys[c] = j
             bucket_start[j + 1] += 1
             if cand_ub[c] > bucket_max[j]:
                 bucket_max[j] = cand_ub[c]
@@ -804,13 +809,12 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             bucket_start[j + 1] += bucket_start[j]
         fill = bucket_start[:-1].copy()
         for c in range(n_cand):
-            j = _bucket_of(cand_ub[c], lo, width, n_buckets)
+            j = keys[c]
             sorted_blocks[fill[j]] = c
             fill[j] += 1
         # Phase 1: the candidates in decreasing bound order (bucketed) until the threshold beats the next
         # bucket's largest bound; their rare terms located tier by tier (LOCATE_FIRST).
         next_check = stats[STAT_BLOCKS] + CHECK_EVERY
-        keys = np.empty(n_cand, dtype=np.int64)
         located = 0
         for j in range(n_buckets):
             if bucket_start[j] == bucket_start[j + 1]:
@@ -847,7 +851,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                     next_check = stats[STAT_BLOCKS] + CHECK_EVERY
                     # Candidates whose bound still reaches the threshold, not yet scored (buckets up to
                     # the threshold's, from the next position on): an upper estimate of the work left.
-                    reach = bucket_start[_bucket_of(theta / alpha, lo, width, n_buckets) + 1]
+                    reach = bucket_start[_bucket_of(theta / alpha, lo, per_width, n_buckets) + 1]
                     if _over_budget(reach - s - 1, stats, limits):
                         abandoned = True
                         break
