@@ -715,10 +715,10 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
         if not worth:
             stats[STAT_ABANDONED] = 1
             return -1
-    # Bounds, term by term in ascending term order (as scores are summed): a vectorised pass over the
-    # dense rows of up to DENSE_FUSE consecutive frequent terms, a scatter for each rare term. For short queries, where the blocks to be scored
-    # keep their rare terms is recorded later, for those blocks only (`_locate_rare`; `dense_slot` holds it for
-    # frequent terms), so scoring a block needs no search in its term list.
+    # Bounds, term by term in ascending term order (as scores are summed): a vectorised pass over the dense rows
+    # of up to DENSE_FUSE consecutive frequent terms, a scatter for each rare term. For short queries, where the
+    # blocks to be scored keep their rare terms is recorded later, for those blocks only (`_locate_rare`;
+    # `dense_slot` holds it for frequent terms), so scoring a block needs no search in its term list.
     i = 0
     while i < nq:
         if rows[i] < 0:
