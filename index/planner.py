@@ -99,26 +99,25 @@ COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term"
 COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_TERM_NS, BLOCK_POSTING_NS,
                   BUDGET_FACTOR, PROBE, CANDIDATE_SHARE, ROUTE_BUDGET_FACTOR, CANDIDATE_SHARE_TOP10])
 
-# Learned routes of safe searches (module doc). A route is a method code (METHODS: 0 exhaustive, 1 block-max
-# with the loose budget ROUTE_BUDGET_FACTOR, 2 the planner's checks). Classes: k <= 10, <= 100, <= 1000, more, times
-# floor(log2(query terms + 1)) capped at ROUTE_LENGTH_CLASSES - 1. A class's row of `new_routes()` holds, per
-# route r, the moving average of measured time / exhaustive estimate (column r), the queries timed (column
-# ROUTE_TIMED + r) and the class's query count when r last answered (ROUTE_LAST + r), then the queries seen.
-# Each route's first ROUTE_WARMUP queries of a class are timed before the averages decide (the very first is
-# not counted: cold buffers); then a route whose average is below ROUTE_CLOSE x the fastest's keeps answering
-# until it has ROUTE_CONTEST timings (each route's timings are of different queries, several-fold apart in cost:
-# on wiki-100k's NQ tuning rows at k = 10 the planner's route won one class on three timings against block-max's
-# three, 0.325 vs 0.377, and answered 363 of its 379 queries at 1.17x block-max's mean time; a route several
-# times slower, block-max at k = 1000, is not timed further); then the fastest route answers, where a route must be
-# ROUTE_MARGIN faster on average than a simpler one (exhaustive, block-max, the planner's checks, in that order) to
-# be preferred to it: a near tie goes to the route without block-max's heavier tail, or without the probe (on
-# wiki-100k's NQ report rows at k = 10 the planner's route tied block-max's average and answered 547-697 of the
-# 925 queries of the main class, the default then costing 6-9 % more time than block-max), and without the timing
-# noise of two similar averages — except that a slower route
-# answers once ROUTE_EXPLORE x (its average / the fastest's) ^ 2 x min(1, its timings / ROUTE_SETTLE) queries
-# have passed since it last did — often while its average rests on few timings, then rarely (exploring a settled
-# route costs at most 1 / (4 x ROUTE_EXPLORE) of the time, however slow it is). ROUTE_WEIGHT is the moving
-# average's weight of a new time, which counts at most ROUTE_CLIP x the average (a preempted query).
+# Learned routes of safe searches (module doc). A route is a method code (METHODS: 0 exhaustive, 1 block-max with the
+# loose budget ROUTE_BUDGET_FACTOR, 2 the planner's checks). Classes: k <= 10, <= 100, <= 1000, more, times
+# floor(log2(query terms + 1)) capped at ROUTE_LENGTH_CLASSES - 1. A class's row of `new_routes()` holds, per route r,
+# the moving average of measured time / exhaustive estimate (column r), the queries timed (column ROUTE_TIMED + r) and
+# the class's query count when r last answered (ROUTE_LAST + r), then the queries seen. Each route's first
+# ROUTE_WARMUP queries of a class are timed before the averages decide (the very first is not counted: cold buffers);
+# then a route whose average is below ROUTE_CLOSE x the fastest's keeps answering until it has ROUTE_CONTEST timings
+# (each route's timings are of different queries, several-fold apart in cost: on wiki-100k's NQ tuning rows at k = 10
+# the planner's route won one class on three timings against block-max's three, 0.325 vs 0.377, and answered 363 of
+# its 379 queries at 1.17x block-max's mean time; a route several times slower, block-max at k = 1000, is not timed
+# further); then the fastest route answers, where a route must be ROUTE_MARGIN faster on average than a simpler one
+# (exhaustive, block-max, the planner's checks, in that order) to be preferred to it: a near tie goes to the route
+# without block-max's heavier tail, or without the probe (on wiki-100k's NQ report rows at k = 10 the planner's route
+# tied block-max's average and answered 547-697 of the 925 queries of the main class, the default then costing 6-9 %
+# more time than block-max), and without the timing noise of two similar averages — except that a slower route answers
+# once ROUTE_EXPLORE x (its average / the fastest's) ^ 2 x min(1, its timings / ROUTE_SETTLE) queries have passed
+# since it last did — often while its average rests on few timings, then rarely (exploring a settled route costs at
+# most 1 / (4 x ROUTE_EXPLORE) of the time, however slow it is). ROUTE_WEIGHT is the moving average's weight of a new
+# time, which counts at most ROUTE_CLIP x the average (a preempted query).
 N_ROUTES = 3
 ROUTE_TIMED = N_ROUTES
 ROUTE_LAST = 2 * N_ROUTES
