@@ -68,7 +68,7 @@ PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "passing", "
 # Cost model (nanoseconds; see the module doc). Fitted by non-negative least squares to per-query CPU times
 # of both algorithms on the tuning rows of wiki-100k, wiki-625k-bm25 and wiki-1m-sim (k = 10 and 1000;
 # `scripts/bench_search.py --rows tune --calibrate --k 10 1000`, refitted on 2026-12-07: the 2026-12-04 fit
-# estimated 1.5-4x the times of the current kernels, both algorithms alike). The fit cannot separate the
+# estimated 1.5-4.5x the times of the current kernels, both algorithms alike). The fit cannot separate the
 # dense-row bound cost from the per-block passes (SCAN_NS: clearing, chunk maxima, listing); DENSE_NS is the
 # vectorised multiply-add measured alone (in the search, wiki-1m-sim tuning rows: 0.13 ns per cell with a pass
 # per row, 0.07 with DENSE_FUSE rows a pass).
