@@ -10,6 +10,7 @@ term-at-a-time search or by Block-Max Pruning; by default the planner (`planner.
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import time
@@ -335,7 +336,8 @@ class BlockMaxIndex:
         batch, single = as_query_batch(query_vectors, self.vocab_size)
         k = int(min(k, max(self.n_docs, 1)))
         # Smallest stored kth >= k gives a valid lower bound on the k-th score; none: start from 0.
-        kth_row = next((row for row, kth in enumerate(_KTH) if kth >= k), -1)
+        kth_row = bisect.bisect_left(_KTH, k)
+        kth_row = kth_row if kth_row < len(_KTH) else -1
         arguments = (batch.indptr, batch.indices, batch.data, self._scale32, np.float32(alpha), float(beta), k,
                      kth_row, *self._kernel_arrays, planner.METHODS.index(method), planner.COSTS, self.routes)
         with numba_threads.workers(threads, batch.n_queries) as n_workers:

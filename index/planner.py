@@ -376,8 +376,8 @@ def search_batch(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_row, bl
     plan = np.zeros((n_queries, len(PLAN_FIELDS)), dtype=np.float64)
     next_query = np.zeros(1, dtype=np.int64)  # workers draw queries from it (`atomic`), not round robin
     for worker in prange(n_workers):
-        bucket_start = np.zeros(bk.N_BUCKETS + 1, dtype=np.int64)
-        bucket_max = np.zeros(bk.N_BUCKETS, dtype=np.float32)
+        bucket_start = np.empty(bk.N_BUCKETS + 1, dtype=np.int64)  # cleared by each search that uses it
+        bucket_max = np.empty(bk.N_BUCKETS, dtype=np.float32)
         heap_scores = np.empty(k, dtype=np.float32)
         heap_keys = np.empty(k, dtype=np.int64)
         heap_docs = np.empty(k, dtype=np.int64)
@@ -412,8 +412,8 @@ def search_batch_serial(q_indptr, q_indices, q_data, scale, alpha, beta, k, kth_
     out_docs = np.full((n_queries, k), -1, dtype=np.int64)
     out_counts = np.zeros(n_queries, dtype=np.int64)
     plan = np.zeros((n_queries, len(PLAN_FIELDS)), dtype=np.float64)
-    bucket_start = np.zeros(bk.N_BUCKETS + 1, dtype=np.int64)
-    bucket_max = np.zeros(bk.N_BUCKETS, dtype=np.float32)
+    bucket_start = np.empty(bk.N_BUCKETS + 1, dtype=np.int64)  # cleared by each search that uses it
+    bucket_max = np.empty(bk.N_BUCKETS, dtype=np.float32)
     heap_scores = np.empty(k, dtype=np.float32)
     heap_keys = np.empty(k, dtype=np.int64)
     heap_docs = np.empty(k, dtype=np.int64)
