@@ -78,6 +78,8 @@ def workers(threads: int | None, n_tasks: int) -> "_Workers":
 
 
 class _Workers:
+    """What `workers` returns: enters the parallel section (with more than one worker) and leaves it."""
+
     __slots__ = ("n_workers", "_serialise", "_previous")
 
     def __init__(self, n_workers: int):
