@@ -64,13 +64,13 @@ def reference_top_k(acc, k):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", ["random", "ties", "sampled_only", "few_positive", "tiny_and_huge"])
-def test_select_top_k_equals_sort(dtype, case):
+@pytest.mark.parametrize("n, k", [(20_000, 500), (140_000, 256)])  # the second samples at THRESHOLD_MAX_STRIDE
+def test_select_top_k_equals_sort(dtype, case, n, k):
     """The large-k selection (sampled threshold, rerun when fewer than k documents reach it) is the exact
     top-k whatever the score distribution, and leaves the accumulator zero."""
     from lsr.index import kernels
 
     rng = np.random.default_rng(7)
-    n, k = 20_000, 500
     stride = min(kernels.THRESHOLD_MAX_STRIDE, n // (8 * k))
     if case == "random":
         acc = rng.random(n)
