@@ -743,6 +743,9 @@ def main():
             print_ratios(json.loads(args.ratios_from.read_text()), clock)
         return
     args.seismic = [(int(s.split(":")[0]), float(s.split(":")[1])) for s in args.seismic]
+    # The peers run only at k our engines ran: their recall is measured against our exhaustive results at that k.
+    args.bmp_k = [k for k in args.bmp_k if k in args.k]
+    args.seismic_k = [k for k in args.seismic_k if k in args.k]
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numba threads "
           f"{numba.config.NUMBA_NUM_THREADS}; load average {os.getloadavg()[0]:.2f} at start; 8-bit levels")
