@@ -59,13 +59,13 @@ WEIGHTS_VALID, WEIGHTS_INVALID, WEIGHTS_WITH_ZEROS = 0, 1, 2
 def _weights_state(data):
     """WEIGHTS_INVALID if a weight is negative or not finite, else WEIGHTS_WITH_ZEROS if one is zero, else
     WEIGHTS_VALID: one compiled pass instead of three numpy reductions (~3.5 us of a one-query search)."""
+    state = WEIGHTS_VALID
     for x in data:
         if not (x >= 0 and x < np.inf):
             return WEIGHTS_INVALID
-    for x in data:
         if x == 0:
-            return WEIGHTS_WITH_ZEROS
-    return WEIGHTS_VALID
+            state = WEIGHTS_WITH_ZEROS
+    return state
 
 
 def _from_dict(query: dict, vocab_size: int):
