@@ -107,9 +107,13 @@ class BlockMaxIndexBuilder:
             block_size = self.block_size
             if block_size == "auto":
                 block_size = planner.default_block_size(n_docs, int(indptr[-1]))
-            index = _build(indptr, indices.astype(np.int32, copy=False), levels, scale, self.vocab_size,
-                           documents.doc_ids, block_size, self.reorder, self.reorder_options, self.dense_share,
-                           self.model_name, self.tokenizer_fingerprint)
+            arrays, info = _build(indptr, indices.astype(np.int32, copy=False), levels, self.vocab_size, block_size,
+                                  self.reorder, self.reorder_options, self.dense_share)
+            if path is None:  # searched in memory (else from the saved files); one by one, each original freed in turn
+                for name, array in arrays.items():
+                    arrays[name] = _numpy_owned(array)
+            index = BlockMaxIndex(arrays, scale, block_size, documents.doc_ids, self.vocab_size, self.model_name,
+                                  self.tokenizer_fingerprint, info)
         finally:
             self.close()
         if path is not None:
@@ -163,8 +167,18 @@ def _resolve_order(indptr, indices, n_docs, vocab_size, block_size, reorder, opt
     return order, info
 
 
-def _build(indptr, indices, levels, scale, vocab_size, doc_ids, block_size, reorder, options, dense_share, model_name,
-           tokenizer_fingerprint):
+def _numpy_owned(array: np.ndarray) -> np.ndarray:
+    """`array` if it owns its memory (numpy allocated it), else a copy that does: those a numba kernel returned.
+
+    Numba's allocator leaves the OS to back its arrays with 4 KiB pages; numpy advises transparent huge pages for
+    its arrays from 4 MiB on (Linux). The search reads the block layout at random, and with small pages most of
+    those reads also miss the TLB: block-max searches took 5-9 % less time on wiki-625k-bm25 and wiki-1m-sim with
+    the arrays copied (docs/benchmarks.md, run s17)."""
+    return array if array.base is None else np.array(array)
+
+
+def _build(indptr, indices, levels, vocab_size, block_size, reorder, options, dense_share):
+    """The index's arrays (ARRAYS) and its build record."""
     start = time.perf_counter()
     n_docs = indptr.shape[0] - 1
     order, info = _resolve_order(indptr, indices, n_docs, vocab_size, block_size, reorder, options)
@@ -193,7 +207,7 @@ def _build(indptr, indices, levels, scale, vocab_size, doc_ids, block_size, reor
         fw_offsets=fw_offsets, fw_post_base=fw_post_base, fw_terms=fw_terms, fw_rel_end=fw_rel_end, fw_post=fw_post,
         offsets=offsets, post_docs=post_docs, post_weights=post_weights,
     )
-    return BlockMaxIndex(arrays, scale, block_size, doc_ids, vocab_size, model_name, tokenizer_fingerprint, info)
+    return arrays, info
 
 
 class BlockMaxIndex:
@@ -217,8 +231,8 @@ class BlockMaxIndex:
         self._local = threading.local()  # search buffers, one set per calling thread
         # The planner's probe reads every PROBE_STRIDE-th block's maxima from a compact copy (derived, not saved).
         self.probe_stride = planner.PROBE_STRIDE
-        self.probe_arrays = bk.probe_layout(self.bm_offsets, self.bm_blocks, self.bm_max, self.dense_max, self.n_blocks,
-                                            self.probe_stride)
+        self.probe_arrays = tuple(_numpy_owned(array) for array in bk.probe_layout(
+            self.bm_offsets, self.bm_blocks, self.bm_max, self.dense_max, self.n_blocks, self.probe_stride))
         # Learned routes of safe method="auto" searches (`planner` module doc): timings of this process, not saved.
         self.routes = planner.new_routes()
         # The index's part of every kernel call, gathered once: a search is often one short query, and the

@@ -296,6 +296,14 @@ def test_streamed_build_equals_in_memory_build(tmp_path):
     _assert_same(in_memory.search(queries, k=10), streamed.search(queries, k=10))
 
 
+def test_in_memory_arrays_are_allocated_by_numpy():
+    """numpy, unlike numba, advises transparent huge pages for large arrays: the search reads them at random."""
+    docs, ids = _corpus(300, 60, 0.1, seed=3)
+    index = BlockMaxIndex.build(docs, ids, block_size=8)
+    assert all(array.base is None for array in index.arrays.values())
+    assert all(array.base is None for array in index.probe_arrays)
+
+
 def test_save_load_answers_identically(tmp_path):
     docs, ids = _corpus(400, 100, 0.06, seed=17)
     index = BlockMaxIndex.build(docs, ids, block_size=32, reorder="bp")
