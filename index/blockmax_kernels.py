@@ -309,10 +309,10 @@ def _prefetch_block(b, b_key, far, far_key, terms, rows, recorded, slot, n_block
 
 @njit(inline="always", cache=True)
 def _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, fw_offsets, fw_post_base,
-                      fw_terms, fw_rel_end, fw_post, acc, stats):
+                      fw_terms, fw_rel_end, fw_post, acc, live, stats):
     """Add block b's postings of the query terms (in ascending term order) into `acc` (one entry per document
     of the block); counts the block and its postings in `stats`. With `recorded`, row `key` of `slot` holds
-    where the block keeps each rare term (`_locate_rare`).
+    where the block keeps each rare term (`_locate_rare`); `live` (nq int64) is scratch.
 
     Inlined, like every helper of the search loop: a call with array arguments costs atomic reference counting.
     """
@@ -320,12 +320,33 @@ def _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_s
     nq = terms.shape[0]
     shift = _slot_shift(dense_slot)
     mask = (np.uint32(1) << shift) - np.uint32(1)
+    if recorded:
+        # Most query terms are absent from a block: their slots (0) are dropped without a branch, and only the
+        # others enter the postings loop, whose trip counts the branch predictor cannot guess.
+        n_live = 0
+        for i in range(nq):
+            r = rows[i]
+            v = np.uint32(dense_slot[np.int64(r) * n_blocks + b]) if r >= 0 else slot[np.int64(key) * nq + i]
+            live[n_live] = (np.int64(i) << 32) | np.int64(v)
+            n_live += v != 0
+        for j in range(n_live):
+            i = live[j] >> 32
+            v = np.uint32(live[j] & 0xFFFFFFFF)
+            start = base + np.int64(v >> shift)
+            end = start + np.int64(v & mask)
+            w = ws[i]
+            stats[STAT_POSTINGS] += end - start
+            for p in range(start, end):
+                v16 = fw_post[p]
+                acc[v16 >> 8] += w * np.float32(v16 & 255)
+        stats[STAT_BLOCKS] += 1
+        return
     lo = fw_offsets[b]
     for i in range(nq):
-        # Where term i's postings lie in block b: dense row, recorded slot, or search (see `search_one`).
+        # Where term i's postings lie in block b: dense row, or a search of its term list (see `search_one`).
         r = rows[i]
-        if r >= 0 or recorded:
-            v = np.uint32(dense_slot[np.int64(r) * n_blocks + b]) if r >= 0 else slot[np.int64(key) * nq + i]
+        if r >= 0:
+            v = np.uint32(dense_slot[np.int64(r) * n_blocks + b])
             start = np.int64(v >> shift)
             end = start + np.int64(v & mask)
         else:
@@ -350,11 +371,11 @@ def _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_s
 
 @njit(inline="always", cache=True)
 def _score_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order,
-                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores, heap_keys, heap_docs, size, k,
-                 stats):
+                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, live, heap_scores, heap_keys, heap_docs, size,
+                 k, stats):
     """Score block b exactly and offer its documents to the heap (returns its new size); see `_accumulate_block`."""
     _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, fw_offsets, fw_post_base, fw_terms,
-                      fw_rel_end, fw_post, acc, stats)
+                      fw_rel_end, fw_post, acc, live, stats)
     first = b * block_size
     for d in range(min(block_size, n_docs - first)):
         score = acc[d]
@@ -634,6 +655,7 @@ def _probe(terms, ws, rows, k, alpha, reuse, block_size, n_docs, order, stride, 
     size = 0
     n = 0
     work = np.zeros(N_STATS, dtype=np.int64)
+    live = np.empty(nq, dtype=np.int64)  # scratch of `_accumulate_block`
     finished = size_top == n_positive  # the whole sample is listed: the simulation ends with the list
     worth = True
     for position in range(size_top):
@@ -642,7 +664,7 @@ def _probe(terms, ws, rows, k, alpha, reuse, block_size, n_docs, order, stride, 
             break
         b = order_blocks[position] * stride
         _accumulate_block(b, 0, terms, ws, rows, False, slot, n_blocks, dense_slot, fw_offsets, fw_post_base,
-                          fw_terms, fw_rel_end, fw_post, acc, work)
+                          fw_terms, fw_rel_end, fw_post, acc, live, work)
         first = b * block_size
         for d in range(min(block_size, n_docs - first)):
             score = acc[d]
@@ -694,6 +716,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     first_blocks = np.empty(n_first_max, dtype=np.int64)
     ws = np.empty(nq, dtype=np.float32)
     rows = np.empty(nq, dtype=np.int64)
+    live = np.empty(nq, dtype=np.int64)  # scratch of `_accumulate_block`
     for i in range(nq):
         ws[i] = np.float32(raw[i] * scale)
         rows[i] = dense_row[terms[i]]
@@ -763,7 +786,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             break
         b = first_blocks[j]
         size = _score_block(b, j, terms, ws, rows, True, first_slot, n_blocks, dense_slot, block_size, n_docs,
-                            order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, heap_scores,
+                            order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, live, heap_scores,
                             heap_keys, heap_docs, size, k, stats)
         ub[b] = 0  # scored: not a candidate any more
     theta1 = theta0
@@ -846,7 +869,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                     continue
                 size = _score_block(cand[c], c, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size,
                                     n_docs, order, fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc,
-                                    heap_scores, heap_keys, heap_docs, size, k, stats)
+                                    live, heap_scores, heap_keys, heap_docs, size, k, stats)
                 if stats[STAT_BLOCKS] >= next_check:
                     next_check = stats[STAT_BLOCKS] + CHECK_EVERY
                     # Candidates whose bound still reaches the threshold, not yet scored (buckets up to
