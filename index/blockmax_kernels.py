@@ -379,11 +379,12 @@ def _score_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, 
     first = b * block_size
     for d in range(min(block_size, n_docs - first)):
         score = acc[d]
-        if score > 0:
-            acc[d] = 0
-            if size < k or score >= heap_scores[0]:  # most documents lose without a call
-                key = order[first + d]
-                size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, key, key)
+        acc[d] = 0  # whatever the score: which documents of a block match is a branch the predictor cannot guess
+        # A full heap's least score is positive, so one comparison also drops the unmatched documents; most
+        # documents lose without a call.
+        if (score >= heap_scores[0]) if size == k else (score > 0):
+            key = order[first + d]
+            size = heap_push(heap_scores, heap_keys, heap_docs, size, k, score, key, key)
     return size
 
 
