@@ -67,19 +67,20 @@ PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "passing", "
 
 # Cost model (nanoseconds; see the module doc). Fitted by non-negative least squares to per-query CPU times
 # of both algorithms on the tuning rows of wiki-100k, wiki-625k-bm25 and wiki-1m-sim (k = 10 and 1000;
-# `scripts/bench_search.py --rows tune --calibrate --k 10 1000`, refitted on 2026-12-07: the 2026-12-04 fit
-# estimated 1.5-4.5x the times of the current kernels, both algorithms alike). The fit cannot separate the
+# `scripts/bench_search.py --rows tune --calibrate --k 10 1000`, refitted on 2026-12-08 after the index's arrays moved
+# to huge pages and block scoring to the non-empty terms: a block's cost per query term fell from 18.1 to 11.4 ns,
+# per posting from 5.6 to 3.6; docs/benchmarks.md, run s17). The fit cannot separate the
 # dense-row bound cost from the per-block passes (SCAN_NS: clearing, chunk maxima, listing); DENSE_NS is the
 # vectorised multiply-add measured alone (in the search, wiki-1m-sim tuning rows: 0.13 ns per cell with a pass
 # per row, 0.07 with DENSE_FUSE rows a pass).
-POSTING_NS = 1.22
-DOC_NS = 0.90
+POSTING_NS = 1.14
+DOC_NS = 0.79
 DENSE_NS = 0.07
-SPARSE_NS = 10.5
-SCAN_NS = 2.27
-BLOCK_NS = 165.0
-BLOCK_TERM_NS = 18.1
-BLOCK_POSTING_NS = 5.61
+SPARSE_NS = 9.89
+SCAN_NS = 2.14
+BLOCK_NS = 235.0
+BLOCK_TERM_NS = 11.4
+BLOCK_POSTING_NS = 3.62
 BUDGET_FACTOR = 1.0
 # The probe simulates block-max on every PROBE_STRIDE-th block (`blockmax_kernels._probe`; the index keeps
 # those blocks' maxima apart, `probe_layout`). Indexes with fewer than PROBE_MIN_SAMPLE sampled blocks are not
