@@ -173,7 +173,7 @@ def _numpy_owned(array: np.ndarray) -> np.ndarray:
     Numba's allocator leaves the OS to back its arrays with 4 KiB pages; numpy advises transparent huge pages for
     its arrays from 4 MiB on (Linux). The search reads the block layout at random, and with small pages most of
     those reads also miss the TLB: block-max searches took 5-9 % less time on wiki-625k-bm25 and wiki-1m-sim with
-    the arrays copied (docs/benchmarks.md, run s17)."""
+    the arrays copied (docs/benchmarks.md, run s17b)."""
     return array if array.base is None else np.array(array)
 
 

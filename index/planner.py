@@ -69,7 +69,7 @@ PLAN_FIELDS = ("outcome", "postings", "exhaustive_ns", "bounds_ns", "passing", "
 # of both algorithms on the tuning rows of wiki-100k, wiki-625k-bm25 and wiki-1m-sim (k = 10 and 1000;
 # `scripts/bench_search.py --rows tune --calibrate --k 10 1000`, refitted on 2026-12-08 after the index's arrays moved
 # to huge pages and block scoring to the non-empty terms: a block's cost per query term fell from 18.1 to 11.4 ns,
-# per posting from 5.6 to 3.6; docs/benchmarks.md, run s17). The fit cannot separate the
+# per posting from 5.6 to 3.6; docs/benchmarks.md, run s17b). The fit cannot separate the
 # dense-row bound cost from the per-block passes (SCAN_NS: clearing, chunk maxima, listing); DENSE_NS is the
 # vectorised multiply-add measured alone (in the search, wiki-1m-sim tuning rows: 0.13 ns per cell with a pass
 # per row, 0.07 with DENSE_FUSE rows a pass).
