@@ -109,6 +109,9 @@ def numbered_lines(path):
         raise InterchangeError(f"{path}:{line_no + 1}: unreadable ({error})") from None
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -119,7 +122,8 @@ def read_vector_lines(files, vocabulary: Vocabulary, vector_key: str = "vector",
     """Yield (file, line number, doc id, term ids, weights) for every non-blank line of JSONL `files`.
 
     Every problem is an `InterchangeError` naming file and line: invalid JSON, a missing id or vector,
-    a token outside `vocabulary`, a weight that is not a finite non-negative number, a repeated id.
+    a token outside `vocabulary`, a weight that is not a finite non-negative number (the index stores float32, so
+    past float32's largest), a repeated id.
     Zero weights are dropped.
     """
     seen: dict[str, tuple] = {}
@@ -152,9 +156,10 @@ def read_vector_lines(files, vocabulary: Vocabulary, vector_key: str = "vector",
                 if term is None:
                     raise InterchangeError(f"{where}: token {token!r} is not in the vocabulary ({vocabulary.source})")
                 number = _number(weight)
-                if number is None or not math.isfinite(number) or number < 0:
+                if number is None or not math.isfinite(number) or number < 0 or number > FLOAT32_MAX:
                     raise InterchangeError(
-                        f"{where}: weight of token {token!r} is {weight!r}; weights must be finite non-negative numbers")
+                        f"{where}: weight of token {token!r} is {weight!r}; weights must be finite non-negative numbers "
+                        f"that float32 holds (at most {FLOAT32_MAX:.6g})")
                 if number > 0:
                     terms[n] = term
                     weights[n] = number

@@ -146,6 +146,7 @@ def write_lines(path, lines):
     ('{"id": "x", "vector": {"a": "heavy"}}', "weight of token 'a' is 'heavy'"),
     ('{"id": "x", "vector": {"a": true}}', "weight of token 'a' is True"),
     ('{"id": "x", "vector": {"a": -1}}', "weight of token 'a' is -1"),
+    ('{"id": "x", "vector": {"a": 3.5e+38}}', "weight of token 'a' is 3.5e+38"),  # inf as float32
     ('{"id": "x", "vector": {"nope": 3}}', "token 'nope' is not in the vocabulary"),
     ('{"id": "x", "vector": [1, 2]}', "field 'vector' must be an object"),
     ('{"vector": {"a": 1}}', "missing or invalid document id"),
