@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 
 # ir_datasets fixes its cache paths when first imported: give the tests a private cache before that
 os.environ["IR_DATASETS_HOME"] = tempfile.mkdtemp(prefix="lsr-tests-ir-datasets-")
+atexit.register(shutil.rmtree, os.environ["IR_DATASETS_HOME"], True)  # ignore_errors: removed however the run ends
 
 try:  # property-based tests: no example database and no cache in the working tree; reproducible under CI
     import hypothesis
