@@ -541,6 +541,35 @@ def _chunk_floor(chunk_max, m, theta0):
 
 
 @njit(inline="always", cache=True)
+def _chunk_reaches(m, theta0, theta1, alpha):
+    """Can a chunk whose largest bound is m hold a candidate (a block reaching theta0 and theta1 / alpha)?"""
+    return m > 0 and m >= theta0 and not theta1 > alpha * m
+
+
+@njit(cache=True)
+def _chunks_reaching(chunk_max, theta0, theta1, alpha):
+    n = 0
+    for c in range(chunk_max.shape[0]):
+        m = chunk_max[c]
+        n += (m > 0) & (m >= theta0) & (alpha * m >= theta1)
+    return n
+
+
+@njit(cache=True)
+def _count_candidates(ub, chunk_max, theta0, theta1, alpha):
+    """The number of blocks the candidate listing of `search_one` would list."""
+    n_blocks = ub.shape[0]
+    n = 0
+    for c in range(chunk_max.shape[0]):
+        if not _chunk_reaches(chunk_max[c], theta0, theta1, alpha):
+            continue
+        for b in range(c * SCAN_CHUNK, min(n_blocks, (c + 1) * SCAN_CHUNK)):
+            u = ub[b]
+            n += (u > 0) & (u >= theta0) & (alpha * u >= theta1)
+    return n
+
+
+@njit(inline="always", cache=True)
 def _push_value(heap, size, m, v):
     """Offer v to a min-heap of the m largest values (root: the smallest); returns the new size."""
     if size < m:
@@ -700,7 +729,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     `limits` (N_LIMITS float64) holds a budget (np.inf: none) and the cost estimates compared with it:
     first, when probing, before any bound of the full search is computed, `_probe`'s estimate (the
     bounds plus stride x the blocks a block-max search of every stride-th block scores); then, once the
-    candidate blocks are listed and every CHECK_EVERY scored blocks, the candidates whose bound still
+    candidate blocks are known (counted, before they are listed) and every CHECK_EVERY scored blocks, the candidates whose bound still
     reaches the threshold times the share of candidates typically scored, times the average cost of a block
     scored so far (fixed + per posting). `stats` (N_STATS int64) receives the work done (candidates, blocks
     and postings scored, abandoned, blocks passing the initial threshold, blocks the probe scored).
@@ -793,12 +822,21 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     theta1 = theta0
     if size == k and heap_scores[0] > theta1:
         theta1 = heap_scores[0]
+    # A flat bound distribution is abandoned before its candidates are listed: the listing stores every block of
+    # the chunks that reach the threshold (~2 ns a block), counting them is a vectorised pass over the same bounds.
+    # Counted only when the chunks that reach it could hold more candidates than the budget allows.
+    if _over_budget(_chunks_reaching(chunk_max, theta0, theta1, alpha) * SCAN_CHUNK, stats, limits):
+        n_count = _count_candidates(ub, chunk_max, theta0, theta1, alpha)
+        if _over_budget(n_count, stats, limits):
+            ub[:] = 0
+            stats[STAT_CANDIDATES] = n_count
+            stats[STAT_ABANDONED] = 1
+            return -1
     # The candidates, in ascending block order: chunks whose largest bound fails are skipped (their maxima
     # may be stale only upwards: phase 0 zeroed the bounds it scored), the others compacted without branches.
     n_cand = 0
     for c in range(chunk_max.shape[0]):
-        m = chunk_max[c]
-        if not (m > 0 and m >= theta0 and not theta1 > alpha * m):
+        if not _chunk_reaches(chunk_max[c], theta0, theta1, alpha):
             continue
         for b in range(c * SCAN_CHUNK, min(n_blocks, (c + 1) * SCAN_CHUNK)):
             u = ub[b]
@@ -812,8 +850,8 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
         hi = max(hi, cand_ub[c])
         lo = min(lo, cand_ub[c])
     stats[STAT_CANDIDATES] = n_cand
-    abandoned = _over_budget(n_cand, stats, limits)
-    if n_cand > 0 and not abandoned:
+    abandoned = False  # checked again while the candidates are scored
+    if n_cand > 0:
         # Row c of `slot`: candidate c's rare terms, when the workspace has room for every candidate (else a
         # search of each scored block's term list: long queries with most blocks candidates).
         recorded = n_cand * nq <= slot.shape[0]

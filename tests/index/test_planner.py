@@ -185,6 +185,27 @@ def test_the_tail_guard_share_depends_on_k(monkeypatch):
             assert "exhaustive" not in methods
 
 
+def test_a_flat_bound_distribution_is_abandoned_when_its_candidates_are_counted(monkeypatch):
+    """Block-max abandoned before its candidates are listed counts exactly the blocks the listing lists (what
+    block-max asked for by name reports as candidates), and answers exactly."""
+    docs, ids = _corpus(900, 120, seed=41)
+    index = BlockMaxIndex.build(docs, ids, block_size=4)
+    queries = _queries(120, seed=42, n=40)
+    free = dict(dense=0, sparse=0, scan=0, block=0, block_term=0, block_posting=1.0, budget=1.0, probe=0)
+    monkeypatch.setattr(planner, "COSTS", _costs(candidate_share_top10=1e12, candidate_share=1e12, **free))
+    for k, alpha in ((10, 0.9), (100, 0.7)):
+        planned = index.explain(queries, k=k, alpha=alpha)  # approximate: the planner's checks
+        explicit = index.explain(queries, k=k, alpha=alpha, method="blockmax")
+        abandoned = planned["method"] == "abandoned"
+        assert abandoned.any() and np.all(planned["blocks_scored"][abandoned] > 0)
+        assert np.array_equal(planned["candidates"][abandoned], explicit["candidates"][abandoned])
+        # a search that did not give up had no candidate left after its first blocks
+        assert np.all(planned["candidates"][planned["method"] == "blockmax"] == 0)
+        expected = index.search(queries, k=k, method="exhaustive")
+        got = index.search(queries, k=k, alpha=alpha)
+        assert all(_same(got[q], expected[q]) for q in np.flatnonzero(abandoned))
+
+
 def test_explicit_methods_and_explain_fields():
     docs, ids = _corpus(300, 80, seed=5)
     queries = _queries(80, seed=6)
