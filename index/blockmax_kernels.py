@@ -496,6 +496,16 @@ def _over_budget(candidates, stats, limits):
 
 
 @njit(inline="always", cache=True)
+def _candidate_limit(stats, limits):
+    """The most candidates `_over_budget` lets through (np.inf: any number)."""
+    if stats[STAT_BLOCKS] == 0:
+        return np.inf
+    per_candidate = limits[LIMIT_CANDIDATE_SHARE] * (limits[LIMIT_BLOCK] + limits[LIMIT_POSTING] * stats[STAT_POSTINGS]
+                                                     / stats[STAT_BLOCKS])
+    return limits[LIMIT_BUDGET] / per_candidate if per_candidate > 0 else np.inf
+
+
+@njit(inline="always", cache=True)
 def _chunk_maxima(ub, chunk_max, theta0):
     """chunk_max[c] = the largest bound of chunk c (SCAN_CHUNK blocks); returns the number of blocks with a
     positive bound >= theta0. Bounds are >= 0, so their bit patterns order as integers: integer maxima and
@@ -544,29 +554,6 @@ def _chunk_floor(chunk_max, m, theta0):
 def _chunk_reaches(m, theta0, theta1, alpha):
     """Can a chunk whose largest bound is m hold a candidate (a block reaching theta0 and theta1 / alpha)?"""
     return m > 0 and m >= theta0 and not theta1 > alpha * m
-
-
-@njit(cache=True)
-def _chunks_reaching(chunk_max, theta0, theta1, alpha):
-    n = 0
-    for c in range(chunk_max.shape[0]):
-        m = chunk_max[c]
-        n += (m > 0) & (m >= theta0) & (alpha * m >= theta1)
-    return n
-
-
-@njit(cache=True)
-def _count_candidates(ub, chunk_max, theta0, theta1, alpha):
-    """The number of blocks the candidate listing of `search_one` would list."""
-    n_blocks = ub.shape[0]
-    n = 0
-    for c in range(chunk_max.shape[0]):
-        if not _chunk_reaches(chunk_max[c], theta0, theta1, alpha):
-            continue
-        for b in range(c * SCAN_CHUNK, min(n_blocks, (c + 1) * SCAN_CHUNK)):
-            u = ub[b]
-            n += (u > 0) & (u >= theta0) & (alpha * u >= theta1)
-    return n
 
 
 @njit(inline="always", cache=True)
@@ -729,7 +716,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     `limits` (N_LIMITS float64) holds a budget (np.inf: none) and the cost estimates compared with it:
     first, when probing, before any bound of the full search is computed, `_probe`'s estimate (the
     bounds plus stride x the blocks a block-max search of every stride-th block scores); then, once the
-    candidate blocks are known (counted, before they are listed) and every CHECK_EVERY scored blocks, the candidates whose bound still
+    candidate blocks are listed (as they are) and every CHECK_EVERY scored blocks, the candidates whose bound still
     reaches the threshold times the share of candidates typically scored, times the average cost of a block
     scored so far (fixed + per posting). `stats` (N_STATS int64) receives the work done (candidates, blocks
     and postings scored, abandoned, blocks passing the initial threshold, blocks the probe scored).
@@ -822,18 +809,11 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     theta1 = theta0
     if size == k and heap_scores[0] > theta1:
         theta1 = heap_scores[0]
-    # A flat bound distribution is abandoned before its candidates are listed: the listing stores every block of
-    # the chunks that reach the threshold (~2 ns a block), counting them is a vectorised pass over the same bounds.
-    # Counted only when the chunks that reach it could hold more candidates than the budget allows.
-    if _over_budget(_chunks_reaching(chunk_max, theta0, theta1, alpha) * SCAN_CHUNK, stats, limits):
-        n_count = _count_candidates(ub, chunk_max, theta0, theta1, alpha)
-        if _over_budget(n_count, stats, limits):
-            ub[:] = 0
-            stats[STAT_CANDIDATES] = n_count
-            stats[STAT_ABANDONED] = 1
-            return -1
     # The candidates, in ascending block order: chunks whose largest bound fails are skipped (their maxima
     # may be stale only upwards: phase 0 zeroed the bounds it scored), the others compacted without branches.
+    # A flat bound distribution is abandoned as soon as the candidates listed exceed the budget: listing costs
+    # ~2 ns a block, most of an abandoned search's time past its bounds.
+    limit = _candidate_limit(stats, limits)
     n_cand = 0
     for c in range(chunk_max.shape[0]):
         if not _chunk_reaches(chunk_max[c], theta0, theta1, alpha):
@@ -843,6 +823,11 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             cand[n_cand] = b  # n_cand <= b: never past the end
             cand_ub[n_cand] = u
             n_cand += (u > 0) & (u >= theta0) & (alpha * u >= theta1)
+        if n_cand > limit:
+            ub[:] = 0
+            stats[STAT_CANDIDATES] = n_cand
+            stats[STAT_ABANDONED] = 1
+            return -1
     ub[:] = 0
     hi = np.float32(0.0)
     lo = np.float32(np.inf)

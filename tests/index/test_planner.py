@@ -185,25 +185,30 @@ def test_the_tail_guard_share_depends_on_k(monkeypatch):
             assert "exhaustive" not in methods
 
 
-def test_a_flat_bound_distribution_is_abandoned_when_its_candidates_are_counted(monkeypatch):
-    """Block-max abandoned before its candidates are listed counts exactly the blocks the listing lists (what
-    block-max asked for by name reports as candidates), and answers exactly."""
-    docs, ids = _corpus(900, 120, seed=41)
-    index = BlockMaxIndex.build(docs, ids, block_size=4)
+def test_a_flat_bound_distribution_is_abandoned_while_its_candidates_are_listed(monkeypatch):
+    """Block-max gives up as soon as the candidates it has listed would cost more than its budget: with room for
+    `limit` candidates, exactly the searches with more (block-max asked for by name lists them all) are abandoned,
+    having listed more than `limit` and at most all of them; every answer is exact."""
+    docs, ids = _corpus(1200, 120, seed=41)
+    index = BlockMaxIndex.build(docs, ids, block_size=2)
     queries = _queries(120, seed=42, n=40)
-    free = dict(dense=0, sparse=0, scan=0, block=0, block_term=0, block_posting=1.0, budget=1.0, probe=0)
-    monkeypatch.setattr(planner, "COSTS", _costs(candidate_share_top10=1e12, candidate_share=1e12, **free))
     for k, alpha in ((10, 0.9), (100, 0.7)):
-        planned = index.explain(queries, k=k, alpha=alpha)  # approximate: the planner's checks
-        explicit = index.explain(queries, k=k, alpha=alpha, method="blockmax")
+        listed = index.explain(queries, k=k, alpha=alpha, method="blockmax")["candidates"]
+        limit = int(np.median(listed[listed > 0]))
+        # a candidate costs 1 ns (block 1, share 1), the budget is limit + 0.5 ns (exhaustive: 1 ns per document)
+        monkeypatch.setattr(planner, "COSTS", _costs(
+            posting=0, doc=1.0, dense=0, sparse=0, scan=0, block=1.0, block_term=0, block_posting=0, probe=0,
+            budget=(limit + 0.5) / len(ids), candidate_share=1.0, candidate_share_top10=1.0))
+        planned = index.explain(queries, k=k, alpha=alpha)  # approximate: the planner's checks, no learned routes
         abandoned = planned["method"] == "abandoned"
-        assert abandoned.any() and np.all(planned["blocks_scored"][abandoned] > 0)
-        assert np.array_equal(planned["candidates"][abandoned], explicit["candidates"][abandoned])
-        # a search that did not give up had no candidate left after its first blocks
-        assert np.all(planned["candidates"][planned["method"] == "blockmax"] == 0)
+        assert np.array_equal(abandoned, listed > limit) and 0 < abandoned.sum() < len(listed)
+        assert np.all(planned["candidates"][abandoned] > limit)
+        assert np.all(planned["candidates"][abandoned] <= listed[abandoned])
+        assert np.any(planned["candidates"][abandoned] < listed[abandoned])  # gave up before listing them all
         expected = index.search(queries, k=k, method="exhaustive")
+        pruned = index.search(queries, k=k, alpha=alpha, method="blockmax")
         got = index.search(queries, k=k, alpha=alpha)
-        assert all(_same(got[q], expected[q]) for q in np.flatnonzero(abandoned))
+        assert all(_same(got[q], expected[q] if abandoned[q] else pruned[q]) for q in range(len(got)))
 
 
 def test_explicit_methods_and_explain_fields():
