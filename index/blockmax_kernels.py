@@ -60,6 +60,12 @@ CHECK_EVERY = 32  # blocks scored between two checks of the remaining work again
 LOCATE_FIRST = 512
 DENSE_FUSE = 4  # dense rows of consecutive query terms bounded in one pass: ub is read and written once per pass
 SCAN_CHUNK = 64  # blocks per chunk of the bound scans: a chunk whose largest bound fails is skipped whole
+# Before the candidates are listed (~2 ns a block), those of every LIST_SAMPLE-th chunk are counted: an estimate over
+# the budget abandons block-max at once (on wiki-625k-bm25 the searches abandoned at k = 10 had ~1.2-1.5x the
+# candidates their budget allowed, so stopping the listing itself there saved little). Indexes of fewer than
+# LIST_SAMPLE_MIN sampled chunks are not sampled.
+LIST_SAMPLE = 16
+LIST_SAMPLE_MIN = 4
 # Work counters written by `search_one` (stats argument)
 STAT_CANDIDATES, STAT_BLOCKS, STAT_POSTINGS, STAT_ABANDONED, STAT_PASSING, STAT_PROBE_BLOCKS = 0, 1, 2, 3, 4, 5
 N_STATS = 6
@@ -371,8 +377,8 @@ def _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_s
 
 @njit(inline="always", cache=True)
 def _score_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, block_size, n_docs, order,
-                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, live, heap_scores, heap_keys, heap_docs, size,
-                 k, stats):
+                 fw_offsets, fw_post_base, fw_terms, fw_rel_end, fw_post, acc, live, heap_scores, heap_keys, heap_docs,
+                 size, k, stats):
     """Score block b exactly and offer its documents to the heap (returns its new size); see `_accumulate_block`."""
     _accumulate_block(b, key, terms, ws, rows, recorded, slot, n_blocks, dense_slot, fw_offsets, fw_post_base, fw_terms,
                       fw_rel_end, fw_post, acc, live, stats)
@@ -557,6 +563,20 @@ def _chunk_reaches(m, theta0, theta1, alpha):
 
 
 @njit(inline="always", cache=True)
+def _count_candidates(ub, chunk_max, stride, theta0, theta1, alpha):
+    """The candidates (blocks reaching theta0 and theta1 / alpha) in every stride-th chunk."""
+    n_blocks = ub.shape[0]
+    n = 0
+    for c in range(0, chunk_max.shape[0], stride):
+        if not _chunk_reaches(chunk_max[c], theta0, theta1, alpha):
+            continue
+        for b in range(c * SCAN_CHUNK, min(n_blocks, (c + 1) * SCAN_CHUNK)):
+            u = ub[b]
+            n += (u > 0) & (u >= theta0) & (alpha * u >= theta1)
+    return n
+
+
+@njit(inline="always", cache=True)
 def _push_value(heap, size, m, v):
     """Offer v to a min-heap of the m largest values (root: the smallest); returns the new size."""
     if size < m:
@@ -715,11 +735,12 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     Every buffer argument is per worker; `ub` must be all zero on entry and is left so.
     `limits` (N_LIMITS float64) holds a budget (np.inf: none) and the cost estimates compared with it:
     first, when probing, before any bound of the full search is computed, `_probe`'s estimate (the
-    bounds plus stride x the blocks a block-max search of every stride-th block scores); then, once the
-    candidate blocks are listed (as they are) and every CHECK_EVERY scored blocks, the candidates whose bound still
-    reaches the threshold times the share of candidates typically scored, times the average cost of a block
-    scored so far (fixed + per posting). `stats` (N_STATS int64) receives the work done (candidates, blocks
-    and postings scored, abandoned, blocks passing the initial threshold, blocks the probe scored).
+    bounds plus stride x the blocks a block-max search of every stride-th block scores); then, before and while
+    the candidate blocks are listed and every CHECK_EVERY scored blocks after, the candidates (estimated from a
+    sample, listed so far, or whose bound still reaches the threshold) times the share of candidates typically
+    scored, times the average cost of a block scored so far (fixed + per posting). `stats` (N_STATS int64)
+    receives the work done (candidates, blocks and postings scored, abandoned, blocks passing the initial
+    threshold, blocks the probe scored).
     """
     terms, raw = _select_terms(q_terms, q_weights, beta)
     nq = terms.shape[0]
@@ -809,11 +830,18 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     theta1 = theta0
     if size == k and heap_scores[0] > theta1:
         theta1 = heap_scores[0]
+    # A flat bound distribution is abandoned before its candidates are listed when a sample of them (LIST_SAMPLE)
+    # estimates them over the budget, else as soon as the candidates listed exceed it.
+    limit = _candidate_limit(stats, limits)
+    if limit < n_blocks and chunk_max.shape[0] >= LIST_SAMPLE_MIN * LIST_SAMPLE:
+        estimate = LIST_SAMPLE * _count_candidates(ub, chunk_max, LIST_SAMPLE, theta0, theta1, alpha)
+        if estimate > limit:
+            ub[:] = 0
+            stats[STAT_CANDIDATES] = estimate
+            stats[STAT_ABANDONED] = 1
+            return -1
     # The candidates, in ascending block order: chunks whose largest bound fails are skipped (their maxima
     # may be stale only upwards: phase 0 zeroed the bounds it scored), the others compacted without branches.
-    # A flat bound distribution is abandoned as soon as the candidates listed exceed the budget: listing costs
-    # ~2 ns a block, most of an abandoned search's time past its bounds.
-    limit = _candidate_limit(stats, limits)
     n_cand = 0
     for c in range(chunk_max.shape[0]):
         if not _chunk_reaches(chunk_max[c], theta0, theta1, alpha):

@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from lsr.index import BlockMaxIndex, InvertedIndex, planner
+from lsr.index import blockmax_kernels as bk
 from lsr.paths import shared_path
 
 
@@ -185,12 +186,17 @@ def test_the_tail_guard_share_depends_on_k(monkeypatch):
             assert "exhaustive" not in methods
 
 
-def test_a_flat_bound_distribution_is_abandoned_while_its_candidates_are_listed(monkeypatch):
-    """Block-max gives up as soon as the candidates it has listed would cost more than its budget: with room for
-    `limit` candidates, exactly the searches with more (block-max asked for by name lists them all) are abandoned,
-    having listed more than `limit` and at most all of them; every answer is exact."""
-    docs, ids = _corpus(1200, 120, seed=41)
+@pytest.mark.parametrize("n_docs,sample", [(1200, False), (8400, True)])
+def test_a_flat_bound_distribution_is_abandoned_before_or_while_its_candidates_are_listed(n_docs, sample, monkeypatch):
+    """Block-max gives up as soon as its candidates would cost more than its budget: with room for `limit`
+    candidates, every search with more (block-max asked for by name lists them all) is abandoned, having counted
+    more than `limit` of them — listed so far, or (indexes of LIST_SAMPLE_MIN sampled chunks and more) estimated
+    from every LIST_SAMPLE-th chunk before listing any, which may also give up on a search with fewer; every
+    answer is exact."""
+    docs, ids = _corpus(n_docs, 120, seed=41)
     index = BlockMaxIndex.build(docs, ids, block_size=2)
+    n_chunks = -(-index.n_blocks // bk.SCAN_CHUNK)
+    assert (n_chunks >= bk.LIST_SAMPLE_MIN * bk.LIST_SAMPLE) == sample
     queries = _queries(120, seed=42, n=40)
     for k, alpha in ((10, 0.9), (100, 0.7)):
         listed = index.explain(queries, k=k, alpha=alpha, method="blockmax")["candidates"]
@@ -201,10 +207,13 @@ def test_a_flat_bound_distribution_is_abandoned_while_its_candidates_are_listed(
             budget=(limit + 0.5) / len(ids), candidate_share=1.0, candidate_share_top10=1.0))
         planned = index.explain(queries, k=k, alpha=alpha)  # approximate: the planner's checks, no learned routes
         abandoned = planned["method"] == "abandoned"
-        assert np.array_equal(abandoned, listed > limit) and 0 < abandoned.sum() < len(listed)
+        assert np.all(abandoned[listed > limit]) and not np.all(abandoned)
         assert np.all(planned["candidates"][abandoned] > limit)
-        assert np.all(planned["candidates"][abandoned] <= listed[abandoned])
-        assert np.any(planned["candidates"][abandoned] < listed[abandoned])  # gave up before listing them all
+        # gave up before listing them all: a sample's estimate, or part of the list
+        assert np.any(planned["candidates"][abandoned] != listed[abandoned])
+        if not sample:
+            assert np.array_equal(abandoned, listed > limit)
+            assert np.all(planned["candidates"][abandoned] <= listed[abandoned])
         expected = index.search(queries, k=k, method="exhaustive")
         pruned = index.search(queries, k=k, alpha=alpha, method="blockmax")
         got = index.search(queries, k=k, alpha=alpha)
