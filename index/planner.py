@@ -20,17 +20,18 @@ BLOCK_POSTING_NS per posting. Three checks, each against the exhaustive estimate
    PROBE_STRIDE-th block with k / PROBE_STRIDE results, so that PROBE_STRIDE x the blocks it scores
    estimates the blocks the full search scores; the bounds plus those blocks — else block-max is abandoned
    and the query runs exhaustively (safe searches continue from the blocks the probe scored);
-3. once the first, highest-bound blocks are scored and the candidates listed, and every few dozen blocks
-   after: the candidates still above the threshold times CANDIDATE_SHARE (CANDIDATE_SHARE_TOP10 up to k = 10)
-   times the average cost of the blocks scored so far — a flat bound distribution, where most blocks would
-   have to be scored anyway.
+3. once the first, highest-bound blocks are scored: the candidates (estimated from a sample of the bounds before
+   they are listed, then counted as they are listed), and every few dozen scored blocks after, those still above
+   the threshold, times CANDIDATE_SHARE (CANDIDATE_SHARE_TOP10 up to k = 10) times the average cost of the blocks
+   scored so far — a flat bound distribution, where most blocks would have to be scored anyway.
 
 The estimates are only estimates: on real vectors at k = 100 and 1000, block-max was started (and then
 abandoned) for most queries, paying for bounds in vain. So safe searches (alpha = beta = 1) also learn from
 their own timings: per class of queries (k bucket x query-length bucket, `route_class`) the index keeps the
 moving average of each route's measured time over the query's exhaustive estimate — the checks above (the
 "planner"), exhaustive search straight away, and block-max with only a loose budget (ROUTE_BUDGET_FACTOR x the
-exhaustive estimate, checked like the planner's budget once the candidates are listed and while they are scored,
+exhaustive estimate, ROUTE_BUDGET_FACTOR_TOP10 x up to k = 10, checked like the planner's budget before, while and
+after the candidates are listed,
 so that re-timing block-max where it loses — k = 100 and 1000 on real corpora, at 2-4x exhaustive's time — costs
 far less) — and sends each query by the fastest, except a few (the fewer the slower the route is), which take
 another route so that every average stays current. The slower routes' averages move with the fastest one's
@@ -94,12 +95,17 @@ PROBE = 1.0
 # rising while they are scored, and on the near-duplicate clusters of wiki-1m-sim 0.8 abandons winning queries.
 CANDIDATE_SHARE_TOP10 = 0.8
 CANDIDATE_SHARE = 0.2
-# The learned block-max route's safety net: its budget, times the exhaustive estimate (see the module doc).
+# The learned block-max route's safety net: its budget, times the exhaustive estimate (see the module doc), above
+# k = 10 and up to it. Counterfactual on wiki-625k-bm25's tuning rows (run s18): at k = 10 a budget of 2 instead of 1.5
+# gave up on half as many searches that block-max would have finished sooner (p99 0.77 -> 0.70 ms for NQ, level mean
+# and HotpotQA p99); at k = 100, 1.5 had the least mean time (2: 2-3 % more, NQ and HotpotQA).
 ROUTE_BUDGET_FACTOR = 1.5
+ROUTE_BUDGET_FACTOR_TOP10 = 2.0
 COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term", "block_posting", "budget", "probe",
-              "candidate_share", "route_budget", "candidate_share_top10")
+              "candidate_share", "route_budget", "candidate_share_top10", "route_budget_top10")
 COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BLOCK_TERM_NS, BLOCK_POSTING_NS,
-                  BUDGET_FACTOR, PROBE, CANDIDATE_SHARE, ROUTE_BUDGET_FACTOR, CANDIDATE_SHARE_TOP10])
+                  BUDGET_FACTOR, PROBE, CANDIDATE_SHARE, ROUTE_BUDGET_FACTOR, CANDIDATE_SHARE_TOP10,
+                  ROUTE_BUDGET_FACTOR_TOP10])
 
 # Learned routes of safe searches (module doc). A route is a method code (METHODS: 0 exhaustive, 1 block-max with the
 # loose budget ROUTE_BUDGET_FACTOR, 2 the planner's checks). Classes: k <= 10, <= 100, <= 1000, more, times
@@ -300,9 +306,10 @@ def _search_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_
     route_row = route_class(k, terms.shape[0]) if routed else 0
     chosen = _choose_route(routes[route_row]) if routed else method
     plan[9] = chosen
-    # the planner's checks answer to BUDGET_FACTOR, the learned block-max route to its loose ROUTE_BUDGET_FACTOR;
-    # block-max asked for explicitly has no budget
-    budget_ns = costs[8] * exhaustive_ns if chosen == 2 else (costs[11] * exhaustive_ns if routed else np.inf)
+    # the planner's checks answer to BUDGET_FACTOR, the learned block-max route to its loose ROUTE_BUDGET_FACTOR
+    # (ROUTE_BUDGET_FACTOR_TOP10 up to k = 10); block-max asked for explicitly has no budget
+    route_budget = costs[13] if k <= 10 else costs[11]
+    budget_ns = costs[8] * exhaustive_ns if chosen == 2 else (route_budget * exhaustive_ns if routed else np.inf)
     start = _clock() if routed else 0
     count = _plan_query(terms, weights, scale, alpha, beta, k, kth_row, block_size, n_docs, order, bm_offsets,
                         bm_blocks, bm_max, bm_post, bm_count, dense_row, dense_max, dense_slot, kth_levels, fw_offsets,

@@ -67,7 +67,7 @@ def variant_arguments(variant):
         costs[names.index("candidate_share")] = costs[names.index("candidate_share_top10")] = float(share)
     if budget == "pl":
         return 2, costs, none
-    costs[names.index("route_budget")] = float(budget)
+    costs[names.index("route_budget")] = costs[names.index("route_budget_top10")] = float(budget)
     return 2, costs, None  # routes: a fresh forced table per query (timings move its averages)
 
 

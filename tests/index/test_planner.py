@@ -94,7 +94,8 @@ def test_learned_routes_answer_safe_queries_exactly(monkeypatch):
     """Safe "auto" searches go by the learned route of their class (warm-up: each route's first queries,
     then the fastest, a slower one now and then); whatever the route, the answer is exhaustive search's.
     Approximate searches never consult the routes."""
-    monkeypatch.setattr(planner, "COSTS", _costs(route_budget=np.inf))  # the block-max route runs to the end
+    # the block-max route runs to the end
+    monkeypatch.setattr(planner, "COSTS", _costs(route_budget=np.inf, route_budget_top10=np.inf))
     docs, ids = _corpus(400, 100, seed=11)
     index = BlockMaxIndex.build(docs, ids, block_size=8)
     query = _queries(100, seed=12)[5:6]  # 4 terms: route class (k <= 10, length 2)
@@ -152,13 +153,13 @@ def test_learned_routes_answer_safe_queries_exactly(monkeypatch):
 
 def test_learned_blockmax_route_keeps_a_budget_explicit_blockmax_none(monkeypatch):
     """The learned block-max route gives up for exhaustive search once its work is estimated over
-    ROUTE_BUDGET_FACTOR x the exhaustive estimate (here 0: as soon as a block is scored); block-max asked
+    ROUTE_BUDGET_FACTOR(_TOP10) x the exhaustive estimate (here 0: as soon as a block is scored); block-max asked
     for by name runs to the end whatever the budget. Both answer exactly."""
     docs, ids = _corpus(600, 120, seed=21)
     index = BlockMaxIndex.build(docs, ids, block_size=4)
     queries = _queries(120, seed=22)
     expected = InvertedIndex.build(docs, ids).search(queries, k=10)
-    monkeypatch.setattr(planner, "COSTS", _costs(route_budget=0.0))
+    monkeypatch.setattr(planner, "COSTS", _costs(route_budget=0.0, route_budget_top10=0.0))
     index.routes[:, : planner.N_ROUTES] = [1.0, 0.01, 1.0]  # block-max the settled best of every class
     index.routes[:, planner.ROUTE_TIMED:planner.ROUTE_LAST] = 100
     index.routes[:, planner.ROUTE_LAST:planner.ROUTE_SEEN] = 1e12  # no exploration
@@ -169,6 +170,23 @@ def test_learned_blockmax_route_keeps_a_budget_explicit_blockmax_none(monkeypatc
     explicit = index.explain(queries, k=10, method="blockmax")["method"]
     assert set(explicit) == {"blockmax"}
     assert all(map(_same, expected, index.search(queries, k=10, method="blockmax")))
+
+
+def test_the_learned_blockmax_route_budget_depends_on_k(monkeypatch):
+    """Up to k = 10 the learned block-max route answers to route_budget_top10, above to route_budget: a budget of 0
+    abandons block-max as soon as a block is scored, an unlimited one never."""
+    docs, ids = _corpus(600, 120, seed=23)
+    index = BlockMaxIndex.build(docs, ids, block_size=4)
+    queries = _queries(120, seed=24)
+    for top10, above, abandoned_k in ((0.0, np.inf, 10), (np.inf, 0.0, 100)):
+        monkeypatch.setattr(planner, "COSTS", _costs(route_budget_top10=top10, route_budget=above))
+        for k in (10, 100):
+            index.routes[:, : planner.N_ROUTES] = [1.0, 0.01, 1.0]  # block-max the settled best of every class
+            index.routes[:, planner.ROUTE_TIMED:planner.ROUTE_LAST] = 100
+            index.routes[:, planner.ROUTE_LAST:planner.ROUTE_SEEN] = 1e12  # no exploration
+            methods = set(index.explain(queries, k=k)["method"])
+            assert ("abandoned" in methods) == (k == abandoned_k)
+            assert "exhaustive" not in methods
 
 
 def test_the_tail_guard_share_depends_on_k(monkeypatch):
