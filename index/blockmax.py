@@ -332,8 +332,9 @@ class BlockMaxIndex:
         block-max started, then the planner finished exhaustively), "route" (the method that answered: 0
         exhaustive, 1 block-max, 2 the planner's checks; safe "auto" searches take their class's learned
         route), "postings" (of the query terms), the planner's "exhaustive_ns" and
-        "bounds_ns" estimates, and block-max's "candidates" (of an abandoned search: those it had listed),
-        "blocks_scored", "postings_scored" and the probe's "probe_blocks". Only approximate (alpha or beta < 1) and explicit methods are deterministic."""
+        "bounds_ns" estimates, and block-max's "candidates" (of an abandoned search: those it had listed, or
+        their estimate from a sample), "blocks_scored", "postings_scored" and the probe's "probe_blocks". Only
+        approximate (alpha or beta < 1) and explicit methods are deterministic."""
         plan = self._run(query_vectors, k, alpha, beta, 1, method)[3]
         out = {name: plan[:, j] if name.endswith("_ns") else plan[:, j].astype(np.int64)
                for j, name in enumerate(planner.PLAN_FIELDS)}

@@ -96,9 +96,9 @@ PROBE = 1.0
 CANDIDATE_SHARE_TOP10 = 0.8
 CANDIDATE_SHARE = 0.2
 # The learned block-max route's safety net: its budget, times the exhaustive estimate (see the module doc), above
-# k = 10 and up to it. Counterfactual on wiki-625k-bm25's tuning rows (run s18): at k = 10 a budget of 2 instead of 1.5
-# gave up on half as many searches that block-max would have finished sooner (p99 0.77 -> 0.70 ms for NQ, level mean
-# and HotpotQA p99); at k = 100, 1.5 had the least mean time (2: 2-3 % more, NQ and HotpotQA).
+# k = 10 and up to it. Counterfactual on wiki-625k-bm25's tuning rows (docs/benchmarks.md, run s18d): at k = 10 a
+# budget of 2 instead of 1.5 gave up on half as many searches, most of which block-max finished sooner (NQ p99
+# 0.77 -> 0.70 ms; level means and HotpotQA p99); at k = 100, 1.5 had the least mean time (2: 2-4 % more).
 ROUTE_BUDGET_FACTOR = 1.5
 ROUTE_BUDGET_FACTOR_TOP10 = 2.0
 COST_NAMES = ("posting", "doc", "dense", "sparse", "scan", "block", "block_term", "block_posting", "budget", "probe",
@@ -108,7 +108,7 @@ COSTS = np.array([POSTING_NS, DOC_NS, DENSE_NS, SPARSE_NS, SCAN_NS, BLOCK_NS, BL
                   ROUTE_BUDGET_FACTOR_TOP10])
 
 # Learned routes of safe searches (module doc). A route is a method code (METHODS: 0 exhaustive, 1 block-max with the
-# loose budget ROUTE_BUDGET_FACTOR, 2 the planner's checks). Classes: k <= 10, <= 100, <= 1000, more, times
+# loose budget ROUTE_BUDGET_FACTOR(_TOP10), 2 the planner's checks). Classes: k <= 10, <= 100, <= 1000, more, times
 # floor(log2(query terms + 1)) capped at ROUTE_LENGTH_CLASSES - 1. A class's row of `new_routes()` holds, per route r,
 # the moving average of measured time / exhaustive estimate (column r), the queries timed (column ROUTE_TIMED + r) and
 # the class's query count when r last answered (ROUTE_LAST + r), then the queries seen. Each route's first
