@@ -492,23 +492,29 @@ def _bucket_of(v, lo, per_width, n_buckets):
 
 
 @njit(inline="always", cache=True)
-def _over_budget(candidates, stats, limits):
-    """Would scoring the share of `candidates` that block-max typically scores (each block as costly as the
-    average so far) cost more than the budget?"""
-    if candidates <= 0 or stats[STAT_BLOCKS] == 0:
-        return False
-    per_block = limits[LIMIT_BLOCK] + limits[LIMIT_POSTING] * stats[STAT_POSTINGS] / stats[STAT_BLOCKS]
-    return candidates * limits[LIMIT_CANDIDATE_SHARE] * per_block > limits[LIMIT_BUDGET]
-
-
-@njit(inline="always", cache=True)
 def _candidate_limit(stats, limits):
-    """The most candidates `_over_budget` lets through (np.inf: any number)."""
+    """The most candidates whose typically scored share (each block as costly as the average so far) the budget
+    pays for (np.inf: any number)."""
     if stats[STAT_BLOCKS] == 0:
         return np.inf
     per_candidate = limits[LIMIT_CANDIDATE_SHARE] * (limits[LIMIT_BLOCK] + limits[LIMIT_POSTING] * stats[STAT_POSTINGS]
                                                      / stats[STAT_BLOCKS])
     return limits[LIMIT_BUDGET] / per_candidate if per_candidate > 0 else np.inf
+
+
+@njit(inline="always", cache=True)
+def _is_candidate(u, theta0, theta1, alpha):
+    """Does a block of bound u reach theta0 and theta1 / alpha (0 or 1, without a branch)?"""
+    return (u > 0) & (u >= theta0) & (alpha * u >= theta1)
+
+
+@njit(inline="always", cache=True)
+def _give_up(ub, stats, candidates):
+    """Abandon a search once its bounds are computed: `ub` cleared, the candidates counted; returns -1."""
+    ub[:] = 0
+    stats[STAT_CANDIDATES] = candidates
+    stats[STAT_ABANDONED] = 1
+    return -1
 
 
 @njit(inline="always", cache=True)
@@ -571,8 +577,7 @@ def _count_candidates(ub, chunk_max, stride, theta0, theta1, alpha):
         if not _chunk_reaches(chunk_max[c], theta0, theta1, alpha):
             continue
         for b in range(c * SCAN_CHUNK, min(n_blocks, (c + 1) * SCAN_CHUNK)):
-            u = ub[b]
-            n += (u > 0) & (u >= theta0) & (alpha * u >= theta1)
+            n += _is_candidate(ub[b], theta0, theta1, alpha)
     return n
 
 
@@ -836,10 +841,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
     if limit < n_blocks and chunk_max.shape[0] >= LIST_SAMPLE_MIN * LIST_SAMPLE:
         estimate = LIST_SAMPLE * _count_candidates(ub, chunk_max, LIST_SAMPLE, theta0, theta1, alpha)
         if estimate > limit:
-            ub[:] = 0
-            stats[STAT_CANDIDATES] = estimate
-            stats[STAT_ABANDONED] = 1
-            return -1
+            return _give_up(ub, stats, estimate)
     # The candidates, in ascending block order: chunks whose largest bound fails are skipped (their maxima
     # may be stale only upwards: phase 0 zeroed the bounds it scored), the others compacted without branches.
     n_cand = 0
@@ -850,12 +852,9 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
             u = ub[b]
             cand[n_cand] = b  # n_cand <= b: never past the end
             cand_ub[n_cand] = u
-            n_cand += (u > 0) & (u >= theta0) & (alpha * u >= theta1)
+            n_cand += _is_candidate(u, theta0, theta1, alpha)
         if n_cand > limit:
-            ub[:] = 0
-            stats[STAT_CANDIDATES] = n_cand
-            stats[STAT_ABANDONED] = 1
-            return -1
+            return _give_up(ub, stats, n_cand)
     ub[:] = 0
     hi = np.float32(0.0)
     lo = np.float32(np.inf)
@@ -927,7 +926,7 @@ def search_one(q_terms, q_weights, scale, alpha, beta, k, kth_row, block_size, n
                     # Candidates whose bound still reaches the threshold, not yet scored (buckets up to
                     # the threshold's, from the next position on): an upper estimate of the work left.
                     reach = bucket_start[_bucket_of(theta / alpha, lo, per_width, n_buckets) + 1]
-                    if _over_budget(reach - s - 1, stats, limits):
+                    if reach - s - 1 > _candidate_limit(stats, limits):
                         abandoned = True
                         break
             if abandoned:
